@@ -1,0 +1,34 @@
+"""Where things live: the reference data, the models folder, the app's data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir() -> Path:
+    """The reference chest X-ray set: ``$CXR_DATA`` or ``../shared/data/cxr`` beside the checkout."""
+    env = os.environ.get("CXR_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data" / "cxr"
+
+
+def default_models_dir() -> Path:
+    """Saved models: ``$CXR_MODELS`` or ``models/default`` in the repository."""
+    env = os.environ.get("CXR_MODELS")
+    return Path(env) if env else REPO_ROOT / "models" / "default"
+
+
+def app_data_dir() -> Path:
+    """The app's writable folder (worklist DB, uploads, feature cache): ``$CXR_APP_DATA`` or ``./data``."""
+    env = os.environ.get("CXR_APP_DATA")
+    path = Path(env) if env else REPO_ROOT / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def default_cache_dir() -> Path:
+    """Per-image feature cache: ``$CXR_CACHE`` or ``<app data>/feature-cache``."""
+    env = os.environ.get("CXR_CACHE")
+    return Path(env) if env else app_data_dir() / "feature-cache"
