@@ -1,0 +1,209 @@
+"""Command line: ``python -m core {summary,features,evaluate,train,predict,score,bench} --help``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import joblib
+
+from core.paths import default_cache_dir, default_data_dir, default_models_dir
+
+
+def _progress_printer(quiet: bool = False):
+    """A progress callback writing one updating line to stderr."""
+    def report(fraction: float, message: str) -> None:
+        if not quiet:
+            print(f"\r[{fraction:6.1%}] {message:<60}", end="" if fraction < 1 else "\n", file=sys.stderr,
+                  flush=True)
+    return report
+
+
+@contextlib.contextmanager
+def execution_backend(scheduler: str | None) -> Iterator[None]:
+    """Run joblib work locally, or on the Dask cluster at ``scheduler`` (e.g. ``tcp://10.0.0.5:8786``)."""
+    if not scheduler:
+        yield
+        return
+    from dask.distributed import Client
+
+    with Client(scheduler) as client, joblib.parallel_config(backend="dask"):
+        print(f"running on Dask cluster {client.scheduler.address}", file=sys.stderr)
+        yield
+
+
+def _cache(args) -> Path | None:
+    return None if args.no_cache else default_cache_dir()
+
+
+def _add_common(parser: argparse.ArgumentParser, *, data: bool = True, features: bool = True) -> None:
+    if data:
+        parser.add_argument("--data", type=Path, default=default_data_dir(),
+                            help="data set folder: manifest.csv layout or class sub-folders (default: %(default)s)")
+    if features:
+        parser.add_argument("--features", choices=("embedding", "radiomic", "both"), default=None,
+                            help="feature set (default: both for evaluate/train/features)")
+    parser.add_argument("--n-jobs", type=int, default=-1, help="parallel workers (default: all cores)")
+    parser.add_argument("--no-cache", action="store_true", help="compute every feature afresh (honest timing)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="run the per-image work on this Dask scheduler (joblib's dask backend)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def cmd_summary(args) -> int:
+    from core.datasets import format_summary, load_dataset, summarize
+
+    summary = summarize(load_dataset(args.data))
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_features(args) -> int:
+    from core.datasets import load_dataset
+    from core.features import extract_features
+
+    dataset = load_dataset(args.data, allow_unlabelled=True)
+    with execution_backend(args.scheduler):
+        result = extract_features(dataset.table["path"], args.features or "both", n_jobs=args.n_jobs,
+                                  cache_dir=_cache(args), progress=_progress_printer(args.quiet))
+    table = result.table.copy()
+    table["file"] = [Path(p).name for p in table["file"]]
+    labels = dataset.table.set_index("path")["label"]
+    if dataset.layout != "unlabelled":
+        table.insert(1, "label", labels.loc[result.table["file"]].to_numpy())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    for message in result.errors.values():
+        print(f"skipped: {message}", file=sys.stderr)
+    print(f"wrote {len(table)} rows × {table.shape[1] - 2} features to {args.out}", file=sys.stderr)
+    return 1 if result.errors else 0
+
+
+def cmd_evaluate(args) -> int:
+    from core.evaluation import format_table
+    from core.workflow import load_feature_matrix, run_evaluation
+
+    started = time.perf_counter()
+    with execution_backend(args.scheduler):
+        matrix = load_feature_matrix(args.data, args.features or "both", n_jobs=args.n_jobs,
+                                     cache_dir=_cache(args), progress=_progress_printer(args.quiet))
+        report = run_evaluation(matrix, split=args.split, test_source=args.test_source, repeats=args.repeats,
+                                train_size=args.train_size, preset=args.preset, select_k=args.select,
+                                n_jobs=args.n_jobs, progress=_progress_printer(args.quiet))
+    print(format_table(report))
+    print(f"\n{len(matrix.y)} images ({int(matrix.y.sum())} COVID-19), "
+          f"{len(set(matrix.groups))} patients; {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report.summary_json(), indent=2))
+    if args.full_json:
+        report.to_json(args.full_json)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from core.workflow import train
+
+    with execution_backend(args.scheduler):
+        report = train(args.data, args.out, feature_set=args.features or "both", preset=args.preset,
+                       select_k=args.select, target_sensitivity=args.target_sensitivity, repeats=args.repeats,
+                       n_jobs=args.n_jobs, cache_dir=_cache(args), progress=_progress_printer(args.quiet))
+    consensus = report["consensus"]
+    print(f"saved to {args.out}: threshold {consensus['threshold']:.3f} "
+          f"(out-of-fold sensitivity {consensus['out_of_fold']['sensitivity']:.3f}, "
+          f"specificity {consensus['out_of_fold']['specificity']:.3f}, AUC {consensus['out_of_fold']['AUC']:.3f})")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from core.inference import TriageModel
+    from core.training import ModelLoadError
+
+    try:
+        model = TriageModel.load(args.models)
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with execution_backend(args.scheduler):
+        predictions = model.predict_many([str(p) for p in args.images], names=[Path(p).name for p in args.images])
+    if args.json:
+        print(json.dumps([p.to_json() for p in predictions], indent=2))
+    else:
+        for p in predictions:
+            if p.error:
+                print(f"{p.file}: ERROR {p.error}")
+                continue
+            verdict = "FLAGGED" if p.flagged else "not flagged"
+            models = ", ".join(f"{k} {v:.2f}" for k, v in p.per_model.items())
+            line = f"{p.file}: risk {p.risk:.1%} ({verdict}, threshold {p.threshold:.1%}) — {models}"
+            if p.severity:
+                line += f"; corona score {p.severity['corona_score']:.0f}/100"
+            print(line)
+            for warning in p.warnings:
+                print(f"    warning: {warning}")
+    return 1 if any(p.error for p in predictions) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    summary = commands.add_parser("summary", help="images per label, patients, views, sizes of a data set")
+    summary.add_argument("--data", type=Path, default=default_data_dir())
+    summary.add_argument("--json", action="store_true")
+    summary.set_defaults(func=cmd_summary)
+
+    features = commands.add_parser("features", help="write one row of features per image to a CSV file")
+    _add_common(features)
+    features.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    features.set_defaults(func=cmd_features)
+
+    evaluate = commands.add_parser("evaluate", help="the four models before/after feature selection")
+    _add_common(evaluate)
+    _add_model_options(evaluate)
+    evaluate.add_argument("--split", choices=("patient", "random", "source"), default=None,
+                          help="patient-grouped (default when patient ids exist), stratified random (Orange), "
+                               "or train on other sources and test on --test-source")
+    evaluate.add_argument("--test-source", default=None, help="with --split source: part of a source name")
+    evaluate.add_argument("--train-size", type=float, default=0.66)
+    evaluate.add_argument("--json", type=Path, default=None, help="write the summary JSON here")
+    evaluate.add_argument("--full-json", type=Path, default=None,
+                          help="write the full report (confusion matrices, ROC points) here")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    train = commands.add_parser("train", help="fit, calibrate, evaluate and save the four models")
+    _add_common(train)
+    _add_model_options(train)
+    train.add_argument("--out", type=Path, default=default_models_dir(), help="models folder (default: %(default)s)")
+    train.add_argument("--target-sensitivity", type=float, default=0.95,
+                       help="flag threshold chosen to reach this out-of-fold sensitivity (default 0.95)")
+    train.set_defaults(func=cmd_train)
+
+    predict = commands.add_parser("predict", help="COVID-19 risk of chest X-ray files")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--models", type=Path, default=default_models_dir())
+    predict.add_argument("--json", action="store_true", help="print one JSON array")
+    predict.add_argument("--scheduler", default=None, metavar="ADDRESS")
+    predict.set_defaults(func=cmd_predict)
+    return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=("tuned", "orange"), default="tuned",
+                        help="hyperparameters: tuned (default) or Orange's widget defaults")
+    parser.add_argument("--select", type=int, default=10, help="features kept by information gain (default 10)")
+    parser.add_argument("--repeats", type=int, default=10, help="repeats of the random sampling (default 10)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as exc:  # data set and option problems: one clear line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
