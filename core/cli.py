@@ -149,6 +149,19 @@ def cmd_predict(args) -> int:
     return 1 if any(p.error for p in predictions) else 0
 
 
+def cmd_bench(args) -> int:
+    from core.bench import format_bench, run_bench
+
+    with execution_backend(args.scheduler):
+        result = run_bench(args.data, models_dir=args.models, n_images=args.images,
+                           scale=[int(s) for s in args.scale.split(",") if s])
+    print(format_bench(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print one JSON array")
     predict.add_argument("--scheduler", default=None, metavar="ADDRESS")
     predict.set_defaults(func=cmd_predict)
+
+    bench = commands.add_parser("bench", help="speed and memory figures (features, ndf vs ours, predict, evaluate)")
+    _add_common(bench, features=False)
+    bench.add_argument("--models", type=Path, default=default_models_dir())
+    bench.add_argument("--images", type=int, default=32, help="reference images timed (default 32)")
+    bench.add_argument("--scale", default="100,1000",
+                       help="image counts for the scaling curve, comma-separated (e.g. 100,1000,10000)")
+    bench.add_argument("--json", type=Path, default=None)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

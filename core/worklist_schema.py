@@ -184,7 +184,8 @@ _SQLITE_AUDIT_TRIGGERS = [
 
 _POSTGRES_AUDIT_TRIGGERS = [
     f"""CREATE FUNCTION audit_events_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN RAISE EXCEPTION '{_APPEND_ONLY_MESSAGE} (% refused)', TG_OP; END $$""",
+        BEGIN RAISE EXCEPTION USING MESSAGE = '{_APPEND_ONLY_MESSAGE} (' || TG_OP || ' refused)';
+        END $$""",
     """CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events
         FOR EACH ROW EXECUTE FUNCTION audit_events_refuse_change()""",
     """CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
@@ -247,6 +248,9 @@ def migrate(engine: Engine, *, migrations: tuple[Migration, ...] = MIGRATIONS) -
     if expected != list(range(1, len(migrations) + 1)):
         raise WorklistError(f"migrations must be numbered 1..n in order, got {expected}")
     latest = migrations[-1].version
+    with engine.connect() as conn:  # common case first: up to date, no write lock needed
+        if read_schema_version(conn) == latest:
+            return latest
     with engine.execution_options(worklist_write=True).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('cxr-worklist:' || "

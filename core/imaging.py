@@ -1,0 +1,358 @@
+"""Read any supported X-ray file into the product's one image convention.
+
+Every entry point (CLI, feature extraction, Streamlit upload) calls :func:`read_image`, which returns an
+:class:`XRayImage`: a float32 ``(H, W)`` array in ``[0, 1]``, MONOCHROME2 (air dark, bone bright). 8-bit
+sources map exactly as ``value / 255``, so :meth:`XRayImage.to_uint8` restores them bit for bit; deeper sources
+(16-bit PNG/TIFF, 12/16-bit DICOM) keep their full depth until that final scaling. DICOM decoding lives in
+:mod:`core.dicom_io`. Every unreadable input raises :class:`ImageReadError` naming the file, never a bare traceback.
+
+Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` must stay ``False`` (its default): truncation detection relies on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import unicodedata
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["ImageReadError", "XRayImage", "read_image", "sanitize_filename", "MIN_SIDE", "MAX_PIXELS",
+           "SUPPORTED_SUFFIXES", "luma_601", "channels_differ", "rescale_to_unit", "check_dimensions"]
+
+MIN_SIDE = 64
+"""Smallest accepted side in pixels: below it no lung field or texture can be measured."""
+
+MAX_PIXELS = 100_000_000
+"""Decompression-bomb limit, checked on the declared size before any decoding.
+
+The largest chest detectors (43 x 43 cm at 100 um pitch) give about 4300 x 4300 = 18.5 Mpx, so 100 Mpx leaves
+5x headroom for any real radiograph while bounding memory: a tiny crafted file can declare 100 000 x 100 000
+pixels, and 100 Mpx already costs 400 MB as float32.
+"""
+
+SUPPORTED_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp", ".gif", ".webp",
+                                ".jp2", ".j2k", ".dcm", ".dicom", ".dic"})
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
+
+MAX_NAME_BYTES = 200
+"""Longest sanitised name in UTF-8 bytes: under the 255-byte limit of common file systems, with room to spare."""
+
+COLOUR_SPREAD_LIMIT = 8 / 255
+"""Mean per-pixel channel spread (max - min, as a fraction of full scale) above which a colour image is taken
+for a photograph: JPEG chroma noise on a gray radiograph stays well below 8 levels of 255, a photo does not."""
+
+# Formats Pillow may open; an allow-list keeps plugins that shell out (EPS -> Ghostscript) or parse exotic
+# containers out of reach of uploaded bytes. MPO is the multi-picture JPEG many phones write.
+_PILLOW_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "BMP", "GIF", "WEBP", "JPEG2000")
+_DEEP_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"), (b"\x00\x00\x00\x0cjP  ", "JPEG2000"),
+          (b"\xff\x4f\xff\x51", "JPEG2000"))
+_WINDOWS_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                               *(f"LPT{i}" for i in range(1, 10))})
+_FORBIDDEN_NAME_CHARS = frozenset('<>:"|?*')
+
+
+class ImageReadError(ValueError):
+    """One typed error for every unreadable input.
+
+    Attributes
+    ----------
+    source : str
+        The (sanitised) file name shown to the user.
+    reason : str
+        What is wrong, in words a radiologist can act on.
+    """
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+    def __reduce__(self):  # keep the two attributes across pickling (dask / joblib workers)
+        return type(self), (self.source, self.reason)
+
+
+@dataclass(eq=False)  # eq=False: element-wise ndarray comparison has no single truth value
+class XRayImage:
+    """A decoded radiograph in the product convention.
+
+    Attributes
+    ----------
+    pixels : ndarray of float32, shape (H, W)
+        Intensities in [0, 1], MONOCHROME2 (air dark, bone bright).
+    source : str
+        Display name (sanitised file name).
+    format : str
+        ``"PNG"``, ``"JPEG"``, ``"TIFF"``, ``"DICOM"`` or another Pillow format name.
+    metadata : dict
+        Only what is known, e.g. ``patient_id``, ``study_date`` (ISO), ``modality``, ``view_position``,
+        ``body_part``, ``photometric``, ``bits_stored``, ``original_mode``, ``n_frames``.
+    warnings : list of str
+        Non-fatal notes (first frame of many used, CT modality, lateral view, colour photograph ...).
+    sha256 : str
+        Hex digest of the raw file bytes (image identity and cache key). Images built in memory without one get
+        the digest of their float32 pixel buffer and shape, so two different arrays never share a key.
+    """
+
+    pixels: np.ndarray
+    source: str
+    format: str
+    metadata: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    sha256: str = ""
+
+    def __post_init__(self) -> None:
+        self.pixels = np.ascontiguousarray(self.pixels, dtype=np.float32)
+        if self.pixels.ndim != 2:
+            raise ValueError(f"pixels must be a 2-D (H, W) array, got shape {self.pixels.shape}")
+        if not self.sha256:
+            digest = hashlib.sha256(repr(self.pixels.shape).encode())
+            digest.update(self.pixels.tobytes())
+            self.sha256 = digest.hexdigest()
+
+    def to_uint8(self) -> np.ndarray:
+        """The image as (H, W) uint8, ``round(pixels * 255)``: exactly the original values of an 8-bit source."""
+        return np.round(self.pixels * 255).astype(np.uint8)
+
+
+def sanitize_filename(name: str) -> str:
+    """A safe display / storage name from an untrusted file name.
+
+    Directories (``/`` or ``\\``, as browsers on Windows may send) are dropped, control and bidi-override
+    characters removed (they can disguise an extension), characters illegal on Windows replaced by ``_``,
+    leading dots stripped (no hidden files, no ``..``), reserved device names prefixed. Non-ASCII letters are
+    kept (NFC-normalised). The result is never empty and at most ``MAX_NAME_BYTES`` UTF-8 bytes, keeping the
+    extension when it is shortened.
+    """
+    text = unicodedata.normalize("NFC", str(name)).replace("\\", "/").rsplit("/", 1)[-1]
+    text = "".join("_" if ch in _FORBIDDEN_NAME_CHARS else ch for ch in text
+                   if not unicodedata.category(ch).startswith("C"))
+    text = text.strip().lstrip(".").strip()
+    stem, dot, suffix = text.rpartition(".")
+    if not dot or len(suffix) > 16 or not stem:
+        stem, suffix = text, ""
+    if stem.upper() in _WINDOWS_RESERVED:
+        stem = "_" + stem
+    tail = f".{suffix}" if suffix else ""
+    while stem and len((stem + tail).encode("utf-8")) > MAX_NAME_BYTES:
+        stem = stem[:-1]
+    stem = stem.rstrip(" .")
+    return (stem + tail) if stem else "image" + tail
+
+
+def luma_601(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma of an (H, W, 3) array, as Pillow's ``convert("L")`` computes it.
+
+    uint8 input uses Pillow's integer formula (so a gray RGB image gives back its exact values); other dtypes
+    give float64 ``0.299 R + 0.587 G + 0.114 B``.
+    """
+    if rgb.dtype == np.uint8:
+        channels = rgb.astype(np.uint32)
+        weighted = channels[..., 0] * 19595 + channels[..., 1] * 38470 + channels[..., 2] * 7471 + 0x8000
+        return (weighted >> 16).astype(np.uint8)
+    return rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def channels_differ(rgb: np.ndarray) -> bool:
+    """Whether an (H, W, 3) image is genuinely coloured (a photograph) rather than gray stored as RGB."""
+    full_scale = np.iinfo(rgb.dtype).max if np.issubdtype(rgb.dtype, np.integer) else max(float(np.ptp(rgb)), 1e-12)
+    spread = rgb.max(axis=-1).astype(np.float64) - rgb.min(axis=-1)
+    return bool(spread.mean() / full_scale > COLOUR_SPREAD_LIMIT)
+
+
+def rescale_to_unit(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
+    """Map ``[low, high]`` linearly onto ``[0, 1]`` (clipped) as float32; defaults are the image min and max.
+
+    A decreasing range (``low > high``) inverts. A constant image (``low == high``) maps to zeros.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("pixel data contains NaN or infinite values")
+    low = float(values.min()) if low is None else float(low)
+    high = float(values.max()) if high is None else float(high)
+    if high == low:
+        return np.zeros(values.shape, dtype=np.float32)
+    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def check_dimensions(source: str, width: int, height: int) -> None:
+    """Reject, before any decoding, images too small to analyse or large enough to be a decompression bomb."""
+    if width * height > MAX_PIXELS:
+        raise ImageReadError(source, f"image too large: {width}x{height} = {width * height:,} pixels exceeds the "
+                                     f"{MAX_PIXELS:,}-pixel limit (possible decompression bomb)")
+    if min(width, height) < MIN_SIDE:
+        raise ImageReadError(source, f"image too small: {width}x{height} pixels "
+                                     f"(each side must be at least {MIN_SIDE})")
+
+
+def read_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = None) -> XRayImage:
+    """Read a radiograph from a path, raw bytes or a file-like object (e.g. a Streamlit ``UploadedFile``).
+
+    Parameters
+    ----------
+    source : str, PathLike, bytes or binary file-like
+        The file. A file-like is read whole (``getvalue()`` when it has one, so a consumed upload still works).
+    name : str, optional
+        Display name; defaults to the path's or the file object's name. Always passed through
+        :func:`sanitize_filename`.
+
+    Returns
+    -------
+    XRayImage
+        ``pixels`` float32 (H, W) in [0, 1], MONOCHROME2.
+
+    Raises
+    ------
+    ImageReadError
+        For every unreadable input (missing, empty, not an image, truncated, corrupt, too small, too large,
+        DICOM without pixel data ...), with the sanitised file name and the reason.
+    """
+    data, display = _read_source(source, name)
+    digest = hashlib.sha256(data).hexdigest()
+    if not data:
+        raise ImageReadError(display, "empty file (0 bytes)")
+    try:
+        if _looks_like_dicom(data, display):
+            from core import dicom_io  # imported on demand: pydicom is only loaded when a DICOM arrives
+
+            pixels, metadata, notes = dicom_io.decode_dicom(data, display)
+            image_format = "DICOM"
+        else:
+            pixels, image_format, metadata, notes = _decode_pillow(data, display)
+    except ImageReadError:
+        raise
+    except MemoryError as err:
+        raise ImageReadError(display, "not enough memory to decode this image") from err
+    except Exception as err:  # any decoder failure must reach the user as a named, readable error
+        raise ImageReadError(display, f"could not decode image ({describe_error(err)})") from err
+    if pixels.size and pixels.min() == pixels.max():
+        notes.append("uniform image: every pixel has the same value")
+    return XRayImage(pixels=pixels, source=display, format=image_format, metadata=metadata, warnings=notes,
+                     sha256=digest)
+
+
+def describe_error(err: BaseException, limit: int = 200) -> str:
+    """``Type: message`` of an exception, shortened for display."""
+    text = " ".join(str(err).split())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _read_source(source: str | os.PathLike | bytes | BinaryIO, name: str | None) -> tuple[bytes, str]:
+    """The raw bytes and the sanitised display name of any accepted source."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), sanitize_filename(name or "upload")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        display = sanitize_filename(name or path.name)
+        try:
+            return path.read_bytes(), display
+        except FileNotFoundError as err:
+            raise ImageReadError(display, "file not found") from err
+        except IsADirectoryError as err:
+            raise ImageReadError(display, "is a directory, not an image file") from err
+        except PermissionError as err:
+            raise ImageReadError(display, "permission denied") from err
+        except OSError as err:
+            raise ImageReadError(display, f"cannot read file ({describe_error(err)})") from err
+    if hasattr(source, "read"):
+        display = sanitize_filename(name or str(getattr(source, "name", "") or "upload"))
+        try:
+            data = source.getvalue() if hasattr(source, "getvalue") else source.read()
+        except (OSError, ValueError) as err:
+            raise ImageReadError(display, f"cannot read upload ({describe_error(err)})") from err
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ImageReadError(display, "file object is not opened in binary mode")
+        return bytes(data), display
+    raise TypeError(f"read_image expects a path, bytes or a binary file object, not {type(source).__name__}")
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """Format named by the file's magic number, whatever its extension says."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for magic, fmt in _MAGIC if data.startswith(magic)), None)
+
+
+def _looks_like_dicom(data: bytes, display: str) -> bool:
+    """DICOM by its 'DICM' preamble; without one, by a DICOM suffix or a raw data set's first group (0002/0008)."""
+    if data[128:132] == b"DICM":
+        return True
+    if _sniff_format(data) is not None:  # a misnamed PNG/JPEG is still decoded as what it is
+        return False
+    return Path(display).suffix.lower() in DICOM_SUFFIXES or data[:2] in (b"\x02\x00", b"\x08\x00")
+
+
+def _decode_pillow(data: bytes, source: str) -> tuple[np.ndarray, str, dict, list[str]]:
+    """Decode a raster file with Pillow: size checks before decoding, full decode, EXIF orientation, grayscale."""
+    sniffed = _sniff_format(data)
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own bomb warning fires from 89 Mpx; our MAX_PIXELS check below replaces it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(source, f"image too large: {describe_error(err)} (possible decompression bomb)") from err
+    except UnidentifiedImageError as err:
+        if sniffed:
+            raise ImageReadError(source, f"corrupt {sniffed} file (header unreadable or truncated)") from err
+        raise ImageReadError(source, "not an image: the content is not PNG, JPEG, TIFF, BMP, GIF, WebP, "
+                                     "JPEG 2000 or DICOM") from err
+    with image:
+        image_format = "JPEG" if image.format == "MPO" else str(image.format)
+        check_dimensions(source, *image.size)
+        notes: list[str] = []
+        try:
+            n_frames = int(getattr(image, "n_frames", 1))
+            if image_format == "PNG":  # chunk CRCs and the IEND marker: a cut or damaged PNG can still inflate
+                with Image.open(io.BytesIO(data), formats=("PNG",)) as check:
+                    check.verify()
+            image.load()  # full decode now, so truncation surfaces here and not in a later module
+        except Exception as err:
+            message = describe_error(err)
+            if "truncated" in message.lower() or isinstance(err, EOFError):
+                raise ImageReadError(source, f"truncated {image_format} file (image data ends early)") from err
+            raise ImageReadError(source, f"corrupt {image_format} file ({message})") from err
+        if n_frames > 1:
+            notes.append(f"multi-frame {image_format}: first frame used (of {n_frames})")
+        metadata = {"original_mode": image.mode, "n_frames": n_frames}
+        bits = {"1": 1, "I;16": 16, "I;16L": 16, "I;16B": 16, "I;16N": 16, "I": 32, "F": 32}.get(image.mode, 8)
+        metadata["bits_stored"] = bits
+        try:
+            orientation = image.getexif().get(0x0112, 1)
+            if orientation != 1:
+                metadata["exif_orientation"] = int(orientation)
+            upright = ImageOps.exif_transpose(image)
+        except Exception as err:  # a damaged EXIF block must not cost the pixels
+            notes.append(f"EXIF orientation unreadable and ignored ({describe_error(err)})")
+            upright = image
+        return _pillow_to_unit(upright, notes), image_format, metadata, notes
+
+
+def _pillow_to_unit(image: Image.Image, notes: list[str]) -> np.ndarray:
+    """Pillow image of any mode -> float32 (H, W) in [0, 1]; 8-bit exactly value/255, deeper modes min-max."""
+    if image.mode in _DEEP_MODES:
+        return rescale_to_unit(np.asarray(image))  # full 16/32-bit depth up to this single scaling
+    if image.mode in ("1", "L"):
+        return np.asarray(image.convert("L"), dtype=np.float32) / np.float32(255)
+    if "A" in image.mode or "a" in image.mode or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:
+            # Transparent areas of an exported radiograph are outside the exposure: black is air/no signal
+            # in MONOCHROME2, so composite on black rather than on a white page background.
+            notes.append("transparent pixels composited on black")
+        rgb = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("RGB")
+    else:
+        rgb = image.convert("RGB")  # palette, CMYK, YCbCr, LAB, HSV ...
+    channels = np.asarray(rgb)
+    if channels_differ(channels):
+        notes.append("colour image whose channels differ (a photograph, not a radiograph?): converted to luma")
+    return luma_601(channels).astype(np.float32) / np.float32(255)

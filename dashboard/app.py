@@ -1,0 +1,33 @@
+"""The clinician dashboard: ``streamlit run dashboard/app.py`` from the repository folder.
+
+One entrypoint, one page module per task in ``dashboard/pages/``. Pages draw; all science is in ``core``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run dashboard/app.py` puts only dashboard/ on sys.path; core/ and dashboard/ live one level up.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard.state import DISCLAIMER  # noqa: E402
+
+st.set_page_config(page_title="CXR COVID-19 triage", page_icon="🫁", layout="wide")
+
+PAGES = [
+    st.Page("pages/review.py", title="Review", icon=":material/upload_file:", default=True),
+    st.Page("pages/model_comparison.py", title="Model comparison", icon=":material/leaderboard:"),
+    st.Page("pages/roc_curves.py", title="ROC curves", icon=":material/show_chart:"),
+    st.Page("pages/confusion_matrices.py", title="Confusion matrices", icon=":material/grid_on:"),
+    st.Page("pages/worklist.py", title="Worklist", icon=":material/checklist:"),
+    st.Page("pages/progression.py", title="Patient progression", icon=":material/timeline:"),
+]
+
+navigation = st.navigation(PAGES)
+st.sidebar.caption(DISCLAIMER)
+navigation.run()

@@ -1,0 +1,120 @@
+"""What the pages share: cached loaders for the model, the worklist store and the saved evaluation reports,
+and the first-start screen that trains the default model when there is none.
+
+Caching rules: objects that hold live state (the fitted models, the database engine) are ``st.cache_resource``,
+one per process; tables and reports are ``st.cache_data``. Every cache key includes what would make the cached
+value stale (the models folder's ``report.json`` modification time, the database URL).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.evaluation import EvaluationReport
+from core.inference import Prediction, TriageModel
+from core.paths import default_data_dir, default_models_dir
+from core.training import REPORT_NAME, ModelLoadError
+from core.workflow import SPLITS, evaluation_file_name, train
+from core.worklist import WorklistError, WorklistStore, default_database_url
+
+DISCLAIMER = ("**Research use only.** This tool supports, and does not replace, a radiologist's reading "
+              "of the image. Not a medical device.")
+
+
+def models_stamp(models_dir: Path) -> float:
+    """Modification time of the models folder's report (0 when there is none): part of every cache key."""
+    report = Path(models_dir) / REPORT_NAME
+    return report.stat().st_mtime if report.is_file() else 0.0
+
+
+@st.cache_resource(show_spinner="Loading the models…", max_entries=2)
+def _cached_model(models_dir: str, stamp: float) -> TriageModel:
+    return TriageModel.load(models_dir)
+
+
+def load_model() -> TriageModel:
+    """The default models (``core.paths.default_models_dir()``); raises :class:`ModelLoadError`."""
+    models_dir = default_models_dir()
+    return _cached_model(str(models_dir), models_stamp(models_dir))
+
+
+def model_version(model: TriageModel) -> str:
+    """What the worklist records as the model that produced a risk: folder name and training time."""
+    return f"{model.models_dir.name}@{model.report.get('created', '?')}"
+
+
+def require_model() -> TriageModel:
+    """The model, or (first start, or unusable models) the message, the command and a button that trains it.
+
+    Stops the page when there is no model, so a page can simply call this first.
+    """
+    try:
+        return load_model()
+    except ModelLoadError as exc:
+        problem = str(exc)
+    st.error(f"The models cannot be used: {problem}")
+    command = f"python -m core train --data {default_data_dir()} --out {default_models_dir()}"
+    st.markdown("Create them from the reference data with this command (from the repository folder):")
+    st.code(command, language="bash")
+    if not default_data_dir().is_dir():
+        st.warning(f"The reference data folder {default_data_dir()} does not exist; set CXR_DATA to a data set.")
+    elif st.button("Train the default model now", type="primary", key="state_train_button",
+                   help="Extracts features, fits and evaluates the four models; takes several minutes."):
+        bar = st.progress(0.0, text="starting")
+        try:
+            report = train(default_data_dir(), default_models_dir(),
+                           progress=lambda fraction, message: bar.progress(min(max(fraction, 0.0), 1.0), text=message))
+        except Exception as exc:  # any failure is shown as a message: the page must stay usable
+            st.error(f"Training failed: {exc}")
+        else:
+            _cached_model.clear()
+            saved_evaluations.clear()
+            st.success(f"Saved to {default_models_dir()}: threshold {report['consensus']['threshold']:.3f}.")
+            st.rerun()
+    st.stop()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _cached_store(url: str) -> WorklistStore:
+    return WorklistStore(url)
+
+
+def open_worklist() -> WorklistStore | None:
+    """The worklist store for ``$CXR_WORKLIST_URL`` (or the default SQLite file); None after showing why not."""
+    url = default_database_url()
+    try:
+        return _cached_store(url)
+    except WorklistError as exc:
+        st.error(f"The worklist database cannot be opened: {exc}")
+    except Exception as exc:  # e.g. PostgreSQL unreachable: SQLAlchemy's OperationalError
+        st.error(f"The worklist database cannot be opened ({type(exc).__name__}): {exc}. "
+                 "Check CXR_WORKLIST_URL and that the database server is running.")
+    return None
+
+
+@st.cache_data(show_spinner="Reading the saved evaluation reports…", max_entries=4)
+def saved_evaluations(models_dir: str, stamp: float) -> dict[str, EvaluationReport]:
+    """The evaluation reports the training run saved beside the models, by split type (may be empty)."""
+    reports = {}
+    for split in SPLITS:
+        path = Path(models_dir) / evaluation_file_name(split)
+        if path.is_file():
+            reports[split] = EvaluationReport.from_json(path)
+    return reports
+
+
+def default_evaluations() -> dict[str, EvaluationReport]:
+    models_dir = default_models_dir()
+    return saved_evaluations(str(models_dir), models_stamp(models_dir))
+
+
+def prediction_cache() -> dict[str, Prediction]:
+    """Predictions of this session keyed by (model version, file SHA-256): a page switch never rescores."""
+    return st.session_state.setdefault("review_predictions", {})
+
+
+def predictions_by_image_sha() -> dict[str, Prediction]:
+    """This session's readable predictions keyed by the image's SHA-256 (what the worklist stores)."""
+    return {p.sha256: p for p in prediction_cache().values() if p.error is None and p.sha256}
