@@ -68,22 +68,23 @@ def orange_input(image: np.ndarray | Image.Image) -> np.ndarray:
     """
     if isinstance(image, Image.Image):
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        pixels = np.asarray(rgb.resize(INPUT_SIZE, Image.LANCZOS), dtype=np.float64)
+        pixels = np.array(rgb.resize(INPUT_SIZE, Image.LANCZOS))
     else:
         array = np.asarray(image)
         if array.dtype != np.uint8:
             raise TypeError(f"expected a uint8 array, got {array.dtype}")
         if array.ndim == 2:
-            # PIL resamples each band with the same fixed-point kernel, so resizing "L" and replicating it is
-            # bit-identical to convert("RGB") then resize, at a third of the cost.
-            gray = np.asarray(Image.fromarray(array).resize(INPUT_SIZE, Image.LANCZOS), dtype=np.float64)
-            pixels = np.repeat(gray[:, :, None], 3, axis=2)
+            # PIL resamples each band with the same fixed-point kernel, so resizing "L" and broadcasting it to 3
+            # channels is bit-identical to convert("RGB") then resize, at a third of the cost.
+            pixels = np.array(Image.fromarray(array).resize(INPUT_SIZE, Image.LANCZOS))[:, :, None]
         elif array.ndim == 3 and array.shape[2] == 3:
-            pixels = np.asarray(Image.fromarray(array).resize(INPUT_SIZE, Image.LANCZOS), dtype=np.float64)
+            pixels = np.array(Image.fromarray(array).resize(INPUT_SIZE, Image.LANCZOS))
         else:
             raise ValueError(f"expected a (H, W) or (H, W, 3) array, got shape {array.shape}")
     pixels[:, [0, 2]] = pixels[:, [2, 0]]
-    return (pixels - _MEAN_PIXEL).astype(np.float32)
+    out = np.empty((*INPUT_SIZE, 3), np.float32)
+    # float64 arithmetic as Orange (np.array(image, dtype=float) - mean), rounded once to float32
+    return np.subtract(pixels, _MEAN_PIXEL, out=out, casting="same_kind")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -93,10 +94,10 @@ def orange_input(image: np.ndarray | Image.Image) -> np.ndarray:
 @dataclass(frozen=True)
 class _Fire:
     squeeze: np.ndarray  # (C_in, S)
-    squeeze_bias: np.ndarray  # (S,)
+    squeeze_bias: np.ndarray  # (1, S)
     expand1x1: np.ndarray  # (S, E1)
     expand3x3: np.ndarray  # (9·S, E3), rows ordered (kernel row, kernel column, channel)
-    expand_bias: np.ndarray  # (E1 + E3,), the concatenated output's bias
+    expand_bias: np.ndarray  # (1, E1 + E3), the concatenated output's bias
 
 
 @dataclass(frozen=True)
@@ -211,29 +212,30 @@ def _fire_linear(x: np.ndarray, fire: _Fire) -> np.ndarray:
     return out.reshape(n, height, width, -1)
 
 
-def _layer(x: np.ndarray, name: str, linear, bias: np.ndarray) -> np.ndarray:
-    """Linear part, then (max-pool if ndf pools after this layer), then bias + ReLU."""
-    y = linear(x)
+def _activate(linear_out: np.ndarray, name: str, bias: np.ndarray) -> np.ndarray:
+    """(Max-pool if ndf pools after layer ``name``), then bias + ReLU: pooling first touches a quarter of the data."""
     if name in _POOLED_LAYERS:
-        y = _max_pool(y)
-    return _bias_relu(y, bias)
+        linear_out = _max_pool(linear_out)
+    return _bias_relu(linear_out, bias)
+
+
+def _fires(x: np.ndarray, names: Sequence[str], fires: Sequence[_Fire]) -> np.ndarray:
+    for name, fire in zip(names, fires):
+        x = _activate(_fire_linear(x, fire), name, fire.expand_bias)
+    return x
 
 
 def _high_resolution_stage(x: np.ndarray, weights: _SqueezeNetWeights) -> np.ndarray:
     """conv1 → pool → fire2 → fire3 → pool: (N, 227, 227, 3) → (N, 27, 27, 128)."""
-    x = _layer(x, "conv1", lambda v: _conv1_linear(v, weights), weights.conv1_bias)
-    for name, fire in zip(_FIRE_NAMES[:2], weights.fires[:2]):
-        x = _layer(x, name, lambda v, fire=fire: _fire_linear(v, fire), fire.expand_bias)
-    return x
+    x = _activate(_conv1_linear(x, weights), "conv1", weights.conv1_bias)
+    return _fires(x, _FIRE_NAMES[:2], weights.fires[:2])
 
 
 def _forward(inputs: np.ndarray, weights: _SqueezeNetWeights) -> np.ndarray:
     """SqueezeNet without softmax on preprocessed (N, 227, 227, 3) float32 → (N, 1000) float32."""
-    x = np.concatenate(
-        [_high_resolution_stage(inputs[i : i + _HIGH_RES_CHUNK], weights) for i in range(0, len(inputs), _HIGH_RES_CHUNK)]
-    )
-    for name, fire in zip(_FIRE_NAMES[2:], weights.fires[2:]):
-        x = _layer(x, name, lambda v, fire=fire: _fire_linear(v, fire), fire.expand_bias)
+    chunks = range(0, len(inputs), _HIGH_RES_CHUNK)
+    x = np.concatenate([_high_resolution_stage(inputs[i : i + _HIGH_RES_CHUNK], weights) for i in chunks])
+    x = _fires(x, _FIRE_NAMES[2:], weights.fires[2:])
     pooled = x.mean(axis=(1, 2), dtype=np.float32)  # the 13×13 average pool, moved before the linear conv10
     return pooled @ weights.conv10 + weights.conv10_bias
 

@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["ImageReadError", "XRayImage", "read_image", "sanitize_filename", "MIN_SIDE", "MAX_PIXELS",
-           "SUPPORTED_SUFFIXES", "luma_601", "channels_differ", "rescale_to_unit", "check_dimensions"]
+           "SUPPORTED_SUFFIXES", "luma_601", "channels_differ", "rescale_to_unit", "check_dimensions",
+           "describe_error"]
 
 MIN_SIDE = 64
 """Smallest accepted side in pixels: below it no lung field or texture can be measured."""
@@ -49,8 +50,8 @@ COLOUR_SPREAD_LIMIT = 8 / 255
 for a photograph: JPEG chroma noise on a gray radiograph stays well below 8 levels of 255, a photo does not."""
 
 # Formats Pillow may open; an allow-list keeps plugins that shell out (EPS -> Ghostscript) or parse exotic
-# containers out of reach of uploaded bytes. MPO is the multi-picture JPEG many phones write.
-_PILLOW_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "BMP", "GIF", "WEBP", "JPEG2000")
+# containers out of reach of uploaded bytes. The JPEG plugin also opens MPO, the multi-picture JPEG of phones.
+_PILLOW_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "JPEG2000")
 _DEEP_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
           (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"), (b"\x00\x00\x00\x0cjP  ", "JPEG2000"),
@@ -72,6 +73,8 @@ class ImageReadError(ValueError):
     """
 
     def __init__(self, source: str, reason: str):
+        # one printable line whatever a decoder or a damaged header put in the text (logs, UI, CSV reports)
+        reason = " ".join("".join(ch if ch.isprintable() else " " for ch in str(reason)).split())
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
@@ -173,14 +176,18 @@ def rescale_to_unit(values: np.ndarray, low: float | None = None, high: float | 
 
     A decreasing range (``low > high``) inverts. A constant image (``low == high``) maps to zeros.
     """
-    values = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(values).all():
+    values = np.asarray(values)
+    # float32 is exact for up to 16-bit integers and halves the memory of a 100 Mpx image; else float64
+    small_int = values.dtype.kind in "uib" and values.dtype.itemsize <= 2
+    values = values.astype(np.float32 if small_int or values.dtype == np.float32 else np.float64, copy=False)
+    if not small_int and not np.isfinite(values).all():
         raise ValueError("pixel data contains NaN or infinite values")
     low = float(values.min()) if low is None else float(low)
     high = float(values.max()) if high is None else float(high)
     if high == low:
         return np.zeros(values.shape, dtype=np.float32)
-    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    scaled = (values - values.dtype.type(low)) / values.dtype.type(high - low)
+    return np.clip(scaled, 0.0, 1.0, out=scaled).astype(np.float32, copy=False)
 
 
 def check_dimensions(source: str, width: int, height: int) -> None:
@@ -293,19 +300,7 @@ def _looks_like_dicom(data: bytes, display: str) -> bool:
 
 def _decode_pillow(data: bytes, source: str) -> tuple[np.ndarray, str, dict, list[str]]:
     """Decode a raster file with Pillow: size checks before decoding, full decode, EXIF orientation, grayscale."""
-    sniffed = _sniff_format(data)
-    try:
-        with warnings.catch_warnings():
-            # Pillow's own bomb warning fires from 89 Mpx; our MAX_PIXELS check below replaces it.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(source, f"image too large: {describe_error(err)} (possible decompression bomb)") from err
-    except UnidentifiedImageError as err:
-        if sniffed:
-            raise ImageReadError(source, f"corrupt {sniffed} file (header unreadable or truncated)") from err
-        raise ImageReadError(source, "not an image: the content is not PNG, JPEG, TIFF, BMP, GIF, WebP, "
-                                     "JPEG 2000 or DICOM") from err
+    image = _open_pillow(data, source)
     with image:
         image_format = "JPEG" if image.format == "MPO" else str(image.format)
         check_dimensions(source, *image.size)
@@ -317,10 +312,7 @@ def _decode_pillow(data: bytes, source: str) -> tuple[np.ndarray, str, dict, lis
                     check.verify()
             image.load()  # full decode now, so truncation surfaces here and not in a later module
         except Exception as err:
-            message = describe_error(err)
-            if "truncated" in message.lower() or isinstance(err, EOFError):
-                raise ImageReadError(source, f"truncated {image_format} file (image data ends early)") from err
-            raise ImageReadError(source, f"corrupt {image_format} file ({message})") from err
+            raise _decoding_error(source, image_format, err) from err
         if n_frames > 1:
             notes.append(f"multi-frame {image_format}: first frame used (of {n_frames})")
         metadata = {"original_mode": image.mode, "n_frames": n_frames}
@@ -335,6 +327,35 @@ def _decode_pillow(data: bytes, source: str) -> tuple[np.ndarray, str, dict, lis
             notes.append(f"EXIF orientation unreadable and ignored ({describe_error(err)})")
             upright = image
         return _pillow_to_unit(upright, notes), image_format, metadata, notes
+
+
+def _open_pillow(data: bytes, source: str) -> Image.Image:
+    """Parse the header only (size, mode, format); nothing is decoded yet."""
+    Image.init()  # register every plugin: an allow-list naming a not-yet-loaded one (TIFF, WEBP) raises KeyError
+    sniffed = _sniff_format(data)
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own bomb warning fires from 89 Mpx; our MAX_PIXELS check replaces it. (The filter change
+            # is process-wide while it lasts; a concurrent reader can at worst also miss that one warning.)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(source, f"image too large: {err}") from err
+    except UnidentifiedImageError as err:
+        if sniffed:
+            raise ImageReadError(source, f"corrupt {sniffed} file (header unreadable or truncated)") from err
+        raise ImageReadError(source, "not an image: the content is not PNG, JPEG, TIFF, BMP, GIF, WebP, "
+                                     "JPEG 2000 or DICOM") from err
+    except Exception as err:  # a plugin may fail inside its header parser (BMP variants, short PNG chunks)
+        raise _decoding_error(source, sniffed or "image", err) from err
+
+
+def _decoding_error(source: str, image_format: str, err: Exception) -> ImageReadError:
+    """Truncated or corrupt, from what the decoder said."""
+    message = describe_error(err)
+    if "truncated" in message.lower() or isinstance(err, EOFError):
+        return ImageReadError(source, f"truncated {image_format} file (image data ends early)")
+    return ImageReadError(source, f"corrupt {image_format} file ({message})")
 
 
 def _pillow_to_unit(image: Image.Image, notes: list[str]) -> np.ndarray:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
-from skimage import filters, measure, morphology
+from skimage import draw, morphology
 
 
 WORK_SIZE = 256
@@ -34,6 +34,8 @@ ZONE_NAMES = ("right_upper", "right_middle", "right_lower", "left_upper", "left_
 _AREA_FRACTION_RANGE = (0.08, 0.60)
 # Plausible ratio of the smaller to the larger lung area (the left lung is smaller: heart).
 _MIN_SIDE_RATIO = 0.30
+# A lung smaller than this fraction of the other one is completed by the other's mirror image.
+_MIRROR_BELOW = 0.6
 
 
 @dataclass
@@ -127,13 +129,19 @@ def normalise_intensity(
 
 
 # --- localisation ------------------------------------------------------------------------------------
-# All localisation runs on a small copy (longest side _SEG_SIZE px): the lungs are large structures,
-# and the flooding below is the slow step.  Pixel sizes below are for that copy.
+# Localisation runs on a small copy (longest side _SEG_SIZE px): lungs are large structures.
+# The pixel sizes below are for that copy.
 _SEG_SIZE = 128
+_N_RAYS = 72  # boundary rays per lung
+_OUTER_WINDOW = 8  # px beyond a candidate boundary that must be brighter than the lung inside it
+_MAX_STEP = 4  # px of radius change allowed between neighbouring rays
+_STEP_PENALTY = 0.01  # boundary-score penalty per px of radius change (normalised grey levels)
+_CORE_FRACTION = 0.15  # aerated core: basin depth above this fraction of the side's 99th percentile
+_MAX_EXTENSION = 0.2  # the boundary may lie this fraction of the height beyond the aerated core
 
 
 def _midline(smooth: np.ndarray) -> int:
-    """Column of the spine/mediastinum: the brightest column band in the central part of the thorax."""
+    """Column of the spine/mediastinum: the brightest column band in the central 40 % of the width."""
     height, width = smooth.shape
     profile = smooth[int(0.2 * height) : int(0.7 * height)].mean(axis=0)
     profile = ndi.uniform_filter1d(profile, max(3, width // 25))
@@ -141,11 +149,16 @@ def _midline(smooth: np.ndarray) -> int:
     return lo + int(np.argmax(profile[lo:hi]))
 
 
-def _side_columns(width: int, midline: int, side: int, inner: float, outer: float) -> slice:
-    """Columns of one hemithorax between ``inner`` and ``outer`` (fractions of the width) from the midline."""
-    if side == 0:  # image left = patient's right
-        return slice(max(0, midline - int(outer * width)), max(1, midline - int(inner * width)))
-    return slice(min(width - 1, midline + int(inner * width) + 1), min(width, midline + int(outer * width) + 1))
+def _basin_depth(smooth: np.ndarray) -> np.ndarray:
+    """Depth of every pixel below the lowest rim separating it from the image border.
+
+    Grey-level hole filling (reconstruction by erosion from the border): the lungs are dark basins
+    enclosed by the brighter chest wall, mediastinum and diaphragm and get a large depth, while air
+    outside the body, burned-in text on it and collimation borders reach the border and get none.
+    """
+    marker = smooth.copy()
+    marker[1:-1, 1:-1] = smooth.max()
+    return morphology.reconstruction(marker, smooth, method="erosion") - smooth
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -157,81 +170,85 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
-def _aerated_side(smooth: np.ndarray, gradient: np.ndarray, midline: int, side: int) -> np.ndarray:
-    """Aerated (dark) lung of one hemithorax, grown from its darkest core.
+def _aerated_core(depth: np.ndarray, own_side: np.ndarray) -> np.ndarray:
+    """The deepest basin of one hemithorax: the aerated part of that lung."""
+    side_depth = np.where(own_side, depth, 0.0)
+    positive = side_depth[side_depth > 0]
+    if positive.size < 20:
+        return np.zeros(depth.shape, dtype=bool)
+    core = side_depth > _CORE_FRACTION * np.percentile(positive, 99)
+    return _largest_component(ndi.binary_opening(core))
 
-    The darkest connected core of the hemithorax is flooded upwards in grey level (morphological
-    reconstruction by erosion gives, for every pixel, the level at which it joins the core).  The level is
-    capped before the region leaks into the mediastinum, the neck/abdomen borders or along a whole side
-    border (outside air), and among the remaining levels the one whose region boundary has the strongest
-    mean gradient is chosen: the lung edge is the strongest closed edge around the core.
+
+def _best_circular_path(score: np.ndarray) -> np.ndarray:
+    """Radius index per ray maximising the summed score with small radius steps between neighbours.
+
+    Dynamic programming over the rays taken twice round the circle; the second turn, which starts from
+    the best state of the first, is returned (closes the contour in practice).
+    """
+    n_rays, n_radii = score.shape
+    offsets = np.arange(-_MAX_STEP, _MAX_STEP + 1)
+    order = np.argsort(np.abs(offsets), kind="stable")  # ties go to the smallest step
+    steps, penalty = offsets[order], _STEP_PENALTY * np.abs(offsets[order])
+    tiled = np.concatenate([score, score])
+    total = tiled[0].copy()
+    back = np.zeros(tiled.shape, dtype=np.int64)
+    padded = np.full(n_radii + 2 * _MAX_STEP, -np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, offsets.size)  # row i: radii i-S .. i+S
+    for k in range(1, tiled.shape[0]):
+        padded[_MAX_STEP:-_MAX_STEP] = total
+        candidates = windows[:, order] - penalty
+        choice = np.argmax(candidates, axis=1)
+        back[k] = np.arange(n_radii) + steps[choice]
+        total = candidates[np.arange(n_radii), choice] + tiled[k]
+    path = np.empty(tiled.shape[0], dtype=np.int64)
+    path[-1] = int(np.argmax(total))
+    for k in range(tiled.shape[0] - 1, 0, -1):
+        path[k - 1] = back[k, path[k]]
+    return path[n_rays:]
+
+
+def _lung_contour(smooth: np.ndarray, core: np.ndarray, midline: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Outline of one lung field as a star-shaped polygon around its aerated core.
+
+    Rays are cast from the depth-weighted centre of the core.  A boundary at radius r scores the mean
+    grey level of the next ``_OUTER_WINDOW`` px minus the mean of the whole ray inside r: the lung edge
+    is where a sustained brighter band (chest wall, diaphragm, mediastinum) begins.  Averaging the whole
+    inside makes single ribs and small opacities weak candidates.  The boundary may not cross the midline,
+    must enclose most of the core and may extend at most ``_MAX_EXTENSION`` of the height beyond it
+    (this is what lets it reach lung bases that are bright under soft tissue or opacities).
     """
     height, width = smooth.shape
-    rows = slice(int(0.15 * height), int(0.65 * height))
-    cols = _side_columns(width, midline, side, 0.05, 0.40)
-    window = smooth[rows, cols]
-    seed = np.zeros_like(smooth, dtype=bool)
-    if window.size == 0:
-        return seed
-    seed[rows, cols] = window < np.quantile(window, 0.2)
-    seed = _largest_component(seed)
-    if not seed.any():
-        return seed
-    marker = np.where(seed, smooth, smooth.max())
-    flood = morphology.reconstruction(marker, smooth, method="erosion")
+    centre_y, centre_x = ndi.center_of_mass(core)
+    n_radii = int(0.8 * max(height, width))
+    angles = np.linspace(0.0, 2 * np.pi, _N_RAYS, endpoint=False)
+    radii = np.arange(n_radii)
+    ys = centre_y + np.sin(angles)[:, None] * radii[None, :]
+    xs = centre_x + np.cos(angles)[:, None] * radii[None, :]
+    allowed = (ys >= 0) & (ys <= height - 1) & (xs >= 0) & (xs <= width - 1)
+    allowed &= (xs <= midline) if side == 0 else (xs >= midline)
+    allowed = np.cumprod(allowed, axis=1).astype(bool)  # a ray ends at its first exit
+    coords = np.stack([ys.ravel(), xs.ravel()])
+    profile = ndi.map_coordinates(smooth, coords, order=1, mode="nearest").reshape(ys.shape)
+    on_core = ndi.map_coordinates(core.astype(np.float32), coords, order=0).reshape(ys.shape) > 0.5
+    core_radius = np.where((on_core & allowed).any(axis=1), n_radii - 1 - np.argmax((on_core & allowed)[:, ::-1], axis=1), 0)
 
-    strip = slice(max(0, midline - max(1, width // 50)), midline + max(1, width // 50) + 1)
-    lateral = flood[:, 0] if side == 0 else flood[:, -1]
-    leak = min(
-        flood[:, strip].min(),
-        np.sort(flood[0])[max(1, int(0.1 * width))],
-        np.sort(flood[-1])[max(1, int(0.1 * width))],
-        np.sort(lateral)[max(1, int(0.4 * height))],
-    )
-    start = float(smooth[seed].max())
-    if leak <= start:
-        return seed
-    levels = np.linspace(start, leak, 48, endpoint=False)[1:]
-    # Pixel p lies on the boundary of {flood < T} for levels flood[p] < T <= max(flood of 4-neighbours).
-    neighbour_max = ndi.grey_dilation(flood, footprint=ndi.generate_binary_structure(2, 1))
-    first = np.searchsorted(levels, flood.ravel(), side="right")
-    last = np.searchsorted(levels, neighbour_max.ravel(), side="right")
-    on_edge = first < last
-    n_levels = len(levels) + 1
-    grad = gradient.ravel()[on_edge]
-    edge_sum = np.cumsum(np.bincount(first[on_edge], grad, n_levels) - np.bincount(last[on_edge], grad, n_levels))
-    edge_count = np.cumsum(np.bincount(first[on_edge], None, n_levels) - np.bincount(last[on_edge], None, n_levels))
-    area = np.cumsum(np.bincount(first, None, n_levels))
-    score = np.where((edge_count[:-1] > 0) & (area[:-1] < 0.3 * height * width),
-                     edge_sum[:-1] / np.maximum(edge_count[:-1], 1), -1.0)
-    best = int(np.argmax(score))
-    return flood < levels[best]
-
-
-def _row_filled(evidence: np.ndarray) -> np.ndarray:
-    """Lung field from aerated evidence: each row filled between its outermost evidence pixels.
-
-    Filling rows bridges the rib shadows and small opacities; the row extents are median-filtered along
-    the height so that a single stray row cannot make a spike.  Medial concavities (the heart) are kept.
-    """
-    field_mask = np.zeros_like(evidence, dtype=bool)
-    rows = np.flatnonzero(evidence.any(axis=1))
-    if rows.size < 3:
-        return field_mask
-    ys = np.arange(rows[0], rows[-1] + 1)
-    has = evidence[ys].any(axis=1)
-    width = evidence.shape[1]
-    left = np.where(has, np.argmax(evidence[ys], axis=1), np.nan)
-    right = np.where(has, width - 1 - np.argmax(evidence[ys, ::-1], axis=1), np.nan)
-    known = np.flatnonzero(has)
-    left = np.interp(np.arange(ys.size), known, left[known])
-    right = np.interp(np.arange(ys.size), known, right[known])
-    size = max(3, (ys.size // 12) | 1)
-    left = ndi.median_filter(left, size, mode="nearest")
-    right = ndi.median_filter(right, size, mode="nearest")
-    cols = np.arange(width)
-    field_mask[ys] = (cols[None, :] >= left[:, None]) & (cols[None, :] <= right[:, None])
-    return field_mask
+    cumulative = np.concatenate([np.zeros((_N_RAYS, 1)), np.cumsum(profile, axis=1)], axis=1)
+    outer_end = np.minimum(radii + 1 + _OUTER_WINDOW, n_radii)
+    inside_mean = cumulative[:, radii + 1] / (radii + 1)
+    outside_mean = (cumulative[:, outer_end] - cumulative[:, radii + 1]) / np.maximum(outer_end - radii - 1, 1)
+    score = outside_mean - inside_mean
+    score[:, :3] = -1.0
+    score[radii[None, :] < 0.9 * core_radius[:, None]] -= 0.2
+    score[radii[None, :] > core_radius[:, None] + _MAX_EXTENSION * height] = -1.0
+    score[~allowed] = -1.0
+    # Where a ray leaves the image (a tightly cropped lung), ending at the image edge is acceptable.
+    last = allowed.sum(axis=1) - 1
+    at_image_edge = last < n_radii - 1
+    rays = np.arange(_N_RAYS)
+    score[rays, last] = np.where(at_image_edge, np.maximum(score[rays, last], 0.05), score[rays, last])
+    radius = _best_circular_path(score)
+    return centre_y + np.sin(angles) * radius, centre_x + np.cos(angles) * radius
 
 
 def _template_side(shape: tuple[int, int], midline: int, side: int) -> np.ndarray:
@@ -244,8 +261,228 @@ def _template_side(shape: tuple[int, int], midline: int, side: int) -> np.ndarra
 
 def _side_plausible(side_mask: np.ndarray) -> bool:
     height, width = side_mask.shape
-    fraction = side_mask.sum() / (height * width)
-    if not 0.03 <= fraction <= 0.35:
+    if not 0.03 <= side_mask.mean() <= 0.35:
         return False
     rows = np.flatnonzero(side_mask.any(axis=1))
     return (rows[-1] - rows[0]) >= 0.25 * height
+
+
+def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Smoothly resample a boolean mask to ``shape`` (bilinear, threshold one half)."""
+    if mask.shape == shape:
+        return mask.copy()
+    image = Image.fromarray(mask.astype(np.uint8) * 255).resize(shape[::-1], Image.Resampling.BILINEAR)
+    return np.asarray(image) > 127
+
+
+def find_lung_fields(pixels: np.ndarray) -> LungFields:
+    """Locate both lung fields and their six zones on a frontal chest X-ray.
+
+    Parameters
+    ----------
+    pixels : ndarray of float32, shape (H, W)
+        Grayscale image in [0, 1], MONOCHROME2 (air dark).  Any size >= 64 px, any aspect ratio.
+
+    Returns
+    -------
+    LungFields
+        At working resolution (longest side ``WORK_SIZE``).
+
+    Notes
+    -----
+    Pipeline (deterministic, no learned parameters), on a copy with longest side 128 px:
+
+    1. percentile normalisation of the non-extreme pixels (padding, saturated text excluded), Gaussian
+       smoothing, midline = brightest column band (spine, mediastinum) in the central 40 % of the width;
+    2. basin depth by grey-level hole filling: the lungs are dark basins closed by brighter tissue, while
+       air outside the body, collimation borders and burned-in text reach the image border and are never
+       part of a lung; the deepest basin on each side of the midline is that lung's aerated core;
+    3. each lung outline is the best star-shaped contour around its core (dynamic programming over 72
+       rays, see ``_lung_contour``), which bridges ribs and opacities and reaches the fainter bases;
+    4. a side with implausible area or height is replaced by the mirror image of the other lung, or by an
+       ellipse prior if both fail (``quality["fallback_used"]``);
+    5. the mask is resampled to the working size and split into zones (``zone_masks``); the working image
+       is renormalised by percentiles inside the thorax box (lungs' bounding box plus a margin), so its
+       scale does not depend on how much air, text or border surrounds the body;
+    6. small saturated blobs inside the lungs (ECG electrodes, markers, wires' crossings: brighter than
+       the thorax's 99th percentile and smaller than 1 % of the lung area) are removed from the mask.
+    """
+    work, scale = to_working_size(pixels)
+    small = normalise_intensity(to_working_size(work, _SEG_SIZE)[0])
+    smooth = ndi.gaussian_filter(small, 1.0)
+    depth = _basin_depth(smooth)
+    midline = _midline(smooth)
+    cols = np.arange(small.shape[1])[None, :]
+    own_side = (cols < midline, cols > midline)
+    sides, plausible = [], []
+    for side in (0, 1):
+        side_mask = np.zeros(small.shape, dtype=bool)
+        core = _aerated_core(depth, own_side[side])
+        if core.any():
+            contour_y, contour_x = _lung_contour(smooth, core, midline, side)
+            side_mask[draw.polygon(contour_y, contour_x, small.shape)] = True
+            side_mask = (side_mask | core) & own_side[side]
+        sides.append(side_mask)
+        plausible.append(_side_plausible(side_mask))
+    # A lung much smaller than its partner is usually opacified or hidden, not absent: the hemithorax is
+    # then completed by the mirror image of the other lung about the midline (Brixia scores the field).
+    found = [side_mask.copy() for side_mask in sides]
+    areas = [int(side_mask.sum()) for side_mask in found]
+    mirrored = template = False
+    for side in (0, 1):
+        other = 1 - side
+        if plausible[other] and (not plausible[side] or areas[side] < _MIRROR_BELOW * areas[other]):
+            ys, xs = np.nonzero(found[other])
+            xs = 2 * midline - xs
+            keep = (xs >= 0) & (xs < small.shape[1])
+            reflection = np.zeros_like(found[other])
+            reflection[ys[keep], xs[keep]] = True
+            sides[side] = (found[side] | ndi.binary_closing(reflection)) & own_side[side]
+            mirrored = True
+        elif not plausible[side] and not plausible[other]:
+            sides[side] = _template_side(small.shape, midline, side)
+            template = True
+    mask = _resize_mask(sides[0] | sides[1], work.shape)
+    work_midline = int(round((midline + 0.5) * work.shape[1] / small.shape[1] - 0.5))
+    zones = zone_masks(mask, work_midline)
+
+    image = normalise_intensity(work, region=_thorax_box(mask))
+    mask &= ~_small_bright_blobs(image, mask)
+    zones[~mask] = 0
+    image_left = int(np.count_nonzero(zones[zones > 0] <= 3))
+    image_right = int(np.count_nonzero(zones > 3))
+    quality = {
+        "lung_area_fraction": float(mask.mean()),
+        "left_right_ratio": image_left / image_right if image_right else float("nan"),
+        "n_components": int(ndi.label(mask)[1]),
+        "mirrored": bool(mirrored),
+        "template": bool(template),
+        "fallback_used": bool(mirrored or template),
+    }
+    quality["ok"] = bool(
+        not template
+        and _AREA_FRACTION_RANGE[0] <= quality["lung_area_fraction"] <= _AREA_FRACTION_RANGE[1]
+        and min(image_left, image_right) >= _MIN_SIDE_RATIO * max(image_left, image_right)
+    )
+    return LungFields(mask=mask, zones=zones, image=image, quality=quality, scale=scale, midline=work_midline)
+
+
+def _small_bright_blobs(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Saturated blobs inside the lungs smaller than 1 % of the lung area (electrodes, markers), dilated."""
+    labels, count = ndi.label(mask & (image >= 1.0))
+    if count == 0:
+        return np.zeros_like(mask)
+    sizes = np.bincount(labels.ravel())
+    small = (sizes < 0.01 * mask.sum()) & (np.arange(sizes.size) > 0)
+    return ndi.binary_dilation(small[labels])
+
+
+def _thorax_box(mask: np.ndarray, margin: float = 0.1) -> np.ndarray:
+    """Bounding box of the lungs enlarged by ``margin`` of its size on every side (bool image)."""
+    box = np.zeros_like(mask, dtype=bool)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        box[:] = True
+        return box
+    dy, dx = int(margin * (rows[-1] - rows[0] + 1)), int(margin * (cols[-1] - cols[0] + 1))
+    box[max(0, rows[0] - dy) : rows[-1] + dy + 1, max(0, cols[0] - dx) : cols[-1] + dx + 1] = True
+    return box
+
+
+def zone_masks(mask: np.ndarray, midline: int | None = None) -> np.ndarray:
+    """Split a two-lung mask into the six Brixia-style zones.
+
+    Each lung (the mask pixels on one side of the midline) is cut into thirds of its own vertical
+    extent.  This approximates the Brixia landmarks: the upper zone lies above the inferior wall of the
+    aortic arch and the lower zone below the inferior wall of the right inferior pulmonary vein (hilum),
+    which on a normal PA film fall close to one and two thirds of the lung height.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (h, w)
+        Both lungs.
+    midline : int, optional
+        Column separating the lungs; by default the emptiest column of the mask between 25 % and 75 %
+        of the width (the mediastinum).
+
+    Returns
+    -------
+    ndarray of int8, shape (h, w)
+        0 outside, ``k + 1`` for ``ZONE_NAMES[k]``; patient right = image left.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    height, width = mask.shape
+    if midline is None:
+        counts = ndi.uniform_filter1d(mask.sum(axis=0).astype(float), 3)
+        lo, hi = width // 4, max(width // 4 + 1, (3 * width) // 4)
+        central = counts[lo:hi]
+        lowest = np.flatnonzero(central <= central.min())
+        midline = lo + int(lowest[len(lowest) // 2])
+    zones = np.zeros((height, width), dtype=np.int8)
+    cols = np.arange(width)[None, :]
+    for side, side_mask in enumerate((mask & (cols < midline), mask & (cols >= midline))):
+        rows = np.flatnonzero(side_mask.any(axis=1))
+        if rows.size == 0:
+            continue
+        third = np.clip((3 * (np.arange(height) - rows[0])) // (rows[-1] - rows[0] + 1), 0, 2)
+        zones[side_mask] = (1 + 3 * side + third[:, None].repeat(width, axis=1))[side_mask]
+    return zones
+
+
+# --- drawing -----------------------------------------------------------------------------------------
+_OUTLINE_RGB = (255, 220, 0)
+_ZONE_LINE_RGB = (0, 200, 255)
+_TINT_RGB = np.array([255.0, 40.0, 0.0])
+
+
+def overlay_rgb(
+    pixels: np.ndarray,
+    fields: LungFields,
+    zone_values: Sequence[float] | None = None,
+    vmax: float | None = None,
+) -> np.ndarray:
+    """Draw the lung outline and zone boundaries (optionally zones tinted by value) over the X-ray.
+
+    Parameters
+    ----------
+    pixels : ndarray of float, shape (H, W)
+        The original image in [0, 1] that ``fields`` was computed from.
+    fields : LungFields
+    zone_values : sequence of 6 floats, optional
+        One value per zone in ``ZONE_NAMES`` order (e.g. a severity score); NaN leaves a zone untinted.
+    vmax : float, optional
+        Value drawn with the strongest tint; by default ``max(1, max(zone_values))``.
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W, 3)
+        RGB picture at the original resolution.
+    """
+    pixels = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
+    height, width = pixels.shape
+    zones_image = Image.fromarray(fields.zones.astype(np.uint8)).resize((width, height), Image.Resampling.NEAREST)
+    zones = np.asarray(zones_image)
+    rgb = np.repeat(pixels[:, :, None] * 255.0, 3, axis=2)
+    if zone_values is not None:
+        values = np.asarray(zone_values, dtype=float)
+        if values.shape != (len(ZONE_NAMES),):
+            raise ValueError(f"zone_values needs {len(ZONE_NAMES)} values, got shape {values.shape}")
+        top = vmax if vmax is not None else max(1.0, float(np.nanmax(values)) if np.isfinite(values).any() else 1.0)
+        alpha = np.r_[0.0, np.clip(np.nan_to_num(values, nan=0.0) / top, 0.0, 1.0) * 0.6][zones][:, :, None]
+        rgb = rgb * (1 - alpha) + _TINT_RGB * alpha
+    thickness = max(1, round(max(height, width) / 400))
+    zone_lines = ndi.binary_dilation(_inner_edges(zones), iterations=thickness - 1 or 1) & (zones > 0)
+    outline = ndi.binary_dilation(_inner_edges(zones > 0), iterations=thickness)
+    rgb[zone_lines & ~outline] = _ZONE_LINE_RGB
+    rgb[outline] = _OUTLINE_RGB
+    return np.round(rgb).astype(np.uint8)
+
+
+def _inner_edges(labels: np.ndarray) -> np.ndarray:
+    """Pixels of a labelled image whose label differs from a 4-neighbour's (label > 0 side only)."""
+    edges = np.zeros(labels.shape, dtype=bool)
+    edges[:-1] |= labels[:-1] != labels[1:]
+    edges[1:] |= labels[1:] != labels[:-1]
+    edges[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edges[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    return edges & (labels > 0)

@@ -12,12 +12,9 @@ Only the pseudonymous patient id given by the user is stored, never a patient na
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -31,10 +28,15 @@ from core.worklist_schema import (
     WorklistError,
     audit_table,
     cases_table,
+    check_note,
+    check_positive_int,
+    check_status,
+    check_text,
     create_worklist_engine,
     migrate,
     read_schema_version,
     utc_now_iso,
+    validate_new_case,
 )
 
 __all__ = ["STATUSES", "NEXT_STATUSES", "WorklistError", "ConflictError", "WorklistStore",
@@ -49,8 +51,6 @@ NEXT_STATUSES: dict[str, tuple[str, ...]] = {
     "cleared": ("under review",),
 }
 
-_MAX_NAME_CHARS = 128
-_MAX_NOTE_CHARS = 4000
 _CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -62,123 +62,8 @@ def default_database_url() -> str:
     return f"sqlite:///{(app_data_dir() / 'worklist.db').resolve().as_posix()}"
 
 
-# --- Field validation (all of it happens before anything is written) --------------------------
-
-
-def _text(name: str, value: Any, *, required: bool, multiline: bool = False,
-          max_chars: int = _MAX_NAME_CHARS) -> str:
-    if not isinstance(value, str):
-        raise WorklistError(f"{name} must be a string, got {type(value).__name__}")
-    if not multiline:
-        value = value.strip()
-    if required and not value.strip():
-        raise WorklistError(f"{name} must not be empty")
-    if len(value) > max_chars:
-        raise WorklistError(f"{name} is {len(value)} characters long, the limit is {max_chars}")
-    allowed_controls = "\n\t" if multiline else ""
-    if any(ord(ch) < 32 and ch not in allowed_controls for ch in value):
-        raise WorklistError(f"{name} contains control characters: {value!r}")
-    return value
-
-
-def _number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-            optional: bool = False) -> float | None:
-    """A finite real number within [low, high]; None (or NaN from a table) allowed if optional."""
-    if optional and (value is None or (isinstance(value, float) and math.isnan(value))):
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise WorklistError(f"{name} must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise WorklistError(f"{name} must be finite, got {number}")
-    if (low is not None and number < low) or (high is not None and number > high):
-        raise WorklistError(f"{name} must be in [{low}, {high}], got {number}")
-    return number
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise WorklistError(f"{name} must be an integer, got {value!r}")
-    if value < 1:
-        raise WorklistError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def _status(value: Any) -> str:
-    if value not in STATUSES:
-        raise WorklistError(f"unknown status {value!r}; expected one of {', '.join(STATUSES)}")
-    return value
-
-
-def _per_model_json(per_model: Any) -> str:
-    if not isinstance(per_model, Mapping) or not per_model:
-        raise WorklistError("per_model must be a non-empty dict of model name -> risk")
-    scores = {_text("per_model key", name, required=True):
-              _number(f"per_model[{name!r}]", score, low=0.0, high=1.0)
-              for name, score in per_model.items()}
-    return json.dumps(scores, sort_keys=True)
-
-
-def _zones_json(zones: Any) -> str | None:
-    if zones is None:
-        return None
-    if not isinstance(zones, Mapping):
-        raise WorklistError(f"zones must be a dict of zone name -> count, got {zones!r}")
-    counts = {}
-    for name, count in zones.items():
-        if isinstance(count, (bool, np.bool_)) or not isinstance(count, numbers.Integral):
-            raise WorklistError(f"zones[{name!r}] must be an integer, got {count!r}")
-        if count < 0:
-            raise WorklistError(f"zones[{name!r}] must be >= 0, got {count}")
-        counts[_text("zones key", name, required=True)] = int(count)
-    return json.dumps(counts, sort_keys=True)
-
-
-def _study_date(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip()).isoformat()
-        except ValueError:
-            pass
-    raise WorklistError(f"study_date must be an ISO date like 2020-03-14, got {value!r}")
-
-
-def _sha256(value: Any) -> str:
-    digest = _text("image_sha256", value, required=True).lower()
-    if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
-        raise WorklistError(f"image_sha256 must be 64 hexadecimal characters, got {value!r}")
-    return digest
-
-
-def validate_new_case(*, patient_id: Any, image_name: Any, image_sha256: Any, risk: Any,
-                      flagged: Any, threshold: Any, per_model: Any, corona_score: Any = None,
-                      zones: Any = None, study_date: Any = None, offset_days: Any = None,
-                      reviewer: Any = "", note: Any = "", model_version: Any = "") -> dict:
-    """Check every field of a new case and return the column values to insert."""
-    if not isinstance(flagged, (bool, np.bool_)):
-        raise WorklistError(f"flagged must be True or False, got {flagged!r}")
-    return {
-        "patient_id": _text("patient_id", patient_id, required=True),
-        "image_name": _text("image_name", image_name, required=True, max_chars=255),
-        "image_sha256": _sha256(image_sha256),
-        "risk": _number("risk", risk, low=0.0, high=1.0),
-        "flagged": bool(flagged),
-        "threshold": _number("threshold", threshold, low=0.0, high=1.0),
-        "per_model_json": _per_model_json(per_model),
-        "corona_score": _number("corona_score", corona_score, low=0.0, optional=True),
-        "zones_json": _zones_json(zones),
-        "study_date": _study_date(study_date),
-        "offset_days": _number("offset_days", offset_days, optional=True),
-        "reviewer": _text("reviewer", reviewer, required=False),
-        "note": _text("note", note, required=False, multiline=True, max_chars=_MAX_NOTE_CHARS),
-        "model_version": _text("model_version", model_version, required=False),
-    }
+def _optional_version(value: Any) -> int | None:
+    return None if value is None else check_positive_int("expected_version", value)
 
 
 # --- Results ----------------------------------------------------------------------------------
@@ -238,13 +123,19 @@ class WorklistStore:
 
     def __init__(self, url: str | None = None, *, echo: bool = False) -> None:
         self.url = url if url is not None else default_database_url()
-        self.engine = create_worklist_engine(self.url, echo=echo)
+        try:
+            self.engine = create_worklist_engine(self.url, echo=echo)
+        except exc.ArgumentError as error:
+            raise WorklistError(f"not a usable database URL: {error}") from error
         # Writes go through this view of the engine: on SQLite its transactions BEGIN IMMEDIATE.
         self._write_engine = self.engine.execution_options(worklist_write=True)
         try:
             migrate(self.engine)
-        except BaseException:
+        except BaseException as error:
             self.engine.dispose()
+            if isinstance(error, exc.DBAPIError):
+                raise WorklistError(f"cannot open the worklist database {self}: {error.orig}") \
+                    from error
             raise
 
     def close(self) -> None:
@@ -260,7 +151,17 @@ class WorklistStore:
     def __repr__(self) -> str:
         return f"WorklistStore({self.engine.url.render_as_string(hide_password=True)!r})"
 
-    # -- writes --
+    # -- transactions --
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """One read transaction, rolled back at the end (reads never take the write lock)."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except exc.DBAPIError as error:
+            raise WorklistError(f"the worklist database could not be read: {error.orig}") \
+                from error
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -271,6 +172,8 @@ class WorklistStore:
         except exc.DBAPIError as error:
             raise WorklistError(f"the worklist database refused the change: {error.orig}") \
                 from error
+
+    # -- writes --
 
     def add_case(self, *, patient_id: str, image_name: str, image_sha256: str, risk: float,
                  flagged: bool, threshold: float, per_model: dict[str, float],
@@ -307,13 +210,12 @@ class WorklistStore:
 
         ``who`` becomes the case's reviewer; ``note`` is the reason, kept in the audit event.
         """
-        case_id = _positive_int("case_id", case_id)
-        status = _status(status)
-        who = _text("who", who, required=True)
+        case_id = check_positive_int("case_id", case_id)
+        status = check_status(status)
+        who = check_text("who", who, required=True)
         if note is not None:
-            note = _text("note", note, required=False, multiline=True, max_chars=_MAX_NOTE_CHARS)
-        expected = None if expected_version is None else _positive_int("expected_version",
-                                                                        expected_version)
+            note = check_note(note)
+        expected = _optional_version(expected_version)
         with self._write() as conn:
             current = self._lock_case(conn, case_id, expected)
             if status not in NEXT_STATUSES[current["status"]]:
@@ -327,11 +229,10 @@ class WorklistStore:
     def set_note(self, case_id: int, note: str, *, who: str,
                  expected_version: int | None = None) -> dict:
         """Replace the case's note (empty string clears it); returns the updated case."""
-        case_id = _positive_int("case_id", case_id)
-        note = _text("note", note, required=False, multiline=True, max_chars=_MAX_NOTE_CHARS)
-        who = _text("who", who, required=True)
-        expected = None if expected_version is None else _positive_int("expected_version",
-                                                                        expected_version)
+        case_id = check_positive_int("case_id", case_id)
+        note = check_note(note)
+        who = check_text("who", who, required=True)
+        expected = _optional_version(expected_version)
         with self._write() as conn:
             current = self._lock_case(conn, case_id, expected)
             self._bump_version(conn, current, {"note": note}, who=who, action="note",
@@ -359,7 +260,9 @@ class WorklistStore:
             update(cases_table)
             .where(cases_table.c.id == current["id"], cases_table.c.version == current["version"])
             .values(**values, version=new_version, updated_at=now))
-        if result.rowcount != 1:  # someone else's update landed first: refuse, never overwrite
+        # Belt and braces: the row lock above already serialises writers, but if anything ever
+        # lets another update land first, refuse rather than overwrite it.
+        if result.rowcount != 1:
             raise ConflictError(f"case {current['id']} was changed concurrently; reload and retry")
         self._append_event(conn, case_id=current["id"], at=now, who=who, action=action,
                            from_status=current["status"] if to_status else None,
@@ -380,8 +283,8 @@ class WorklistStore:
 
     def get_case(self, case_id: int) -> dict:
         """One case as a dict (``per_model`` and ``zones`` decoded from JSON)."""
-        case_id = _positive_int("case_id", case_id)
-        with self.engine.connect() as conn:
+        case_id = check_positive_int("case_id", case_id)
+        with self._read() as conn:
             return self._read_case(conn, case_id)
 
     def cases(self, *, status: str | None = None, flagged: bool | None = None,
@@ -390,41 +293,41 @@ class WorklistStore:
         query = select(cases_table).order_by(cases_table.c.created_at.desc(),
                                              cases_table.c.id.desc())
         if status is not None:
-            query = query.where(cases_table.c.status == _status(status))
+            query = query.where(cases_table.c.status == check_status(status))
         if flagged is not None:
             if not isinstance(flagged, (bool, np.bool_)):
                 raise WorklistError(f"flagged filter must be True, False or None, got {flagged!r}")
             query = query.where(cases_table.c.flagged == bool(flagged))
         if patient_id is not None:
-            query = query.where(cases_table.c.patient_id == _text("patient_id", patient_id,
-                                                                  required=True))
-        with self.engine.connect() as conn:
+            patient_id = check_text("patient_id", patient_id, required=True)
+            query = query.where(cases_table.c.patient_id == patient_id)
+        with self._read() as conn:
             return _frame(conn.execute(query))
 
     def audit_trail(self, case_id: int | None = None) -> pd.DataFrame:
         """Audit events in the order they happened, for one case or for all."""
         query = select(audit_table).order_by(audit_table.c.id)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             if case_id is not None:
-                case_id = _positive_int("case_id", case_id)
+                case_id = check_positive_int("case_id", case_id)
                 self._read_case(conn, case_id)  # unknown case -> clear error, not an empty table
                 query = query.where(audit_table.c.case_id == case_id)
             return _frame(conn.execute(query))
 
     def patient_series(self, patient_id: str) -> pd.DataFrame:
-        """All cases of one patient, oldest study first (study date, then day offset, then entry)."""
-        patient_id = _text("patient_id", patient_id, required=True)
+        """All cases of one patient, oldest first: by study date, then day offset, then entry."""
+        patient_id = check_text("patient_id", patient_id, required=True)
         query = (select(cases_table).where(cases_table.c.patient_id == patient_id)
                  .order_by(cases_table.c.study_date.asc().nulls_last(),
                            cases_table.c.offset_days.asc().nulls_last(),
                            cases_table.c.created_at, cases_table.c.id))
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return _frame(conn.execute(query))
 
     def patients(self) -> list[str]:
         """Distinct patient ids, sorted."""
         query = select(cases_table.c.patient_id).distinct().order_by(cases_table.c.patient_id)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return list(conn.execute(query).scalars())
 
     def export_csv(self) -> str:
@@ -433,5 +336,5 @@ class WorklistStore:
 
     def schema_version(self) -> int:
         """The highest migration applied to this database."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return read_schema_version(conn)

@@ -1,43 +1,31 @@
-"""Database side of the worklist: engine set-up, table definitions and versioned migrations.
+"""Database side of the worklist: field validation, engine set-up, tables, versioned migrations.
 
 The worklist lives in SQLite (one file, default) or PostgreSQL (several users). Every schema
 change is an ordered, numbered migration function; ``schema_version`` records which ones ran, and
 all pending migrations run inside one transaction, so a database is either fully upgraded or
-left exactly as it was.
+left exactly as it was. :mod:`core.worklist` holds the store that uses all this.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import numbers
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from sqlalchemy import (
-    Boolean,
-    CheckConstraint,
-    Column,
-    Connection,
-    Double,
-    Engine,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    event,
-    make_url,
-    select,
+    Boolean, CheckConstraint, Column, Connection, Double, Engine, ForeignKey, Index, Integer,
+    MetaData, String, Table, Text, UniqueConstraint, create_engine, event, make_url, select,
     text,
 )
 
 STATUSES = ("new", "under review", "quarantine follow-up", "cleared")
-AUDIT_ACTIONS = ("created", "status", "note")
 
 # Seconds a writer waits for SQLite's single write lock before giving up ("database is locked").
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -54,6 +42,136 @@ class WorklistError(Exception):
 
 class ConflictError(WorklistError):
     """The case changed since the caller read it (optimistic locking on the ``version`` column)."""
+
+
+# --- Field validation (the store checks every value before anything is written) -------------
+
+_MAX_NAME_CHARS = 128
+MAX_NOTE_CHARS = 4000
+
+
+def check_text(name: str, value: Any, *, required: bool, multiline: bool = False,
+               max_chars: int = _MAX_NAME_CHARS) -> str:
+    """A string, stripped unless multiline, within the length limit, without control characters."""
+    if not isinstance(value, str):
+        raise WorklistError(f"{name} must be a string, got {type(value).__name__}")
+    if not multiline:
+        value = value.strip()
+    if required and not value.strip():
+        raise WorklistError(f"{name} must not be empty")
+    if len(value) > max_chars:
+        raise WorklistError(f"{name} is {len(value)} characters long, the limit is {max_chars}")
+    allowed_controls = "\n\t" if multiline else ""
+    if any(ord(ch) < 32 and ch not in allowed_controls for ch in value):
+        raise WorklistError(f"{name} contains control characters: {value!r}")
+    return value
+
+
+def check_note(value: Any) -> str:
+    """Free text (new lines allowed) up to MAX_NOTE_CHARS."""
+    return check_text("note", value, required=False, multiline=True, max_chars=MAX_NOTE_CHARS)
+
+
+def check_number(name: str, value: Any, *, low: float | None = None,
+                 high: float | None = None, optional: bool = False) -> float | None:
+    """A finite real number within [low, high]; None (or NaN from a table) allowed if optional."""
+    if optional and (value is None or (isinstance(value, float) and math.isnan(value))):
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise WorklistError(f"{name} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise WorklistError(f"{name} must be finite, got {number}")
+    if high is None and low is not None and number < low:
+        raise WorklistError(f"{name} must be >= {low}, got {number}")
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise WorklistError(f"{name} must be in [{low}, {high}], got {number}")
+    return number
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise WorklistError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise WorklistError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def check_status(value: Any) -> str:
+    if value not in STATUSES:
+        raise WorklistError(f"unknown status {value!r}; expected one of {', '.join(STATUSES)}")
+    return value
+
+
+def _per_model_json(per_model: Any) -> str:
+    if not isinstance(per_model, Mapping) or not per_model:
+        raise WorklistError("per_model must be a non-empty dict of model name -> risk")
+    scores = {check_text("per_model key", name, required=True):
+              check_number(f"per_model[{name!r}]", score, low=0.0, high=1.0)
+              for name, score in per_model.items()}
+    return json.dumps(scores, sort_keys=True)
+
+
+def _zones_json(zones: Any) -> str | None:
+    if zones is None:
+        return None
+    if not isinstance(zones, Mapping):
+        raise WorklistError(f"zones must be a dict of zone name -> count, got {zones!r}")
+    counts = {}
+    for name, count in zones.items():
+        if isinstance(count, (bool, np.bool_)) or not isinstance(count, numbers.Integral):
+            raise WorklistError(f"zones[{name!r}] must be an integer, got {count!r}")
+        if count < 0:
+            raise WorklistError(f"zones[{name!r}] must be >= 0, got {count}")
+        counts[check_text("zones key", name, required=True)] = int(count)
+    return json.dumps(counts, sort_keys=True)
+
+
+def _study_date(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip()).isoformat()
+        except ValueError:
+            pass
+    raise WorklistError(f"study_date must be an ISO date like 2020-03-14, got {value!r}")
+
+
+def _sha256(value: Any) -> str:
+    digest = check_text("image_sha256", value, required=True).lower()
+    if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+        raise WorklistError(f"image_sha256 must be 64 hexadecimal characters, got {value!r}")
+    return digest
+
+
+def validate_new_case(*, patient_id: Any, image_name: Any, image_sha256: Any, risk: Any,
+                      flagged: Any, threshold: Any, per_model: Any, corona_score: Any = None,
+                      zones: Any = None, study_date: Any = None, offset_days: Any = None,
+                      reviewer: Any = "", note: Any = "", model_version: Any = "") -> dict:
+    """Check every field of a new case and return the column values to insert."""
+    if not isinstance(flagged, (bool, np.bool_)):
+        raise WorklistError(f"flagged must be True or False, got {flagged!r}")
+    return {
+        "patient_id": check_text("patient_id", patient_id, required=True),
+        "image_name": check_text("image_name", image_name, required=True, max_chars=255),
+        "image_sha256": _sha256(image_sha256),
+        "risk": check_number("risk", risk, low=0.0, high=1.0),
+        "flagged": bool(flagged),
+        "threshold": check_number("threshold", threshold, low=0.0, high=1.0),
+        "per_model_json": _per_model_json(per_model),
+        "corona_score": check_number("corona_score", corona_score, low=0.0, optional=True),
+        "zones_json": _zones_json(zones),
+        "study_date": _study_date(study_date),
+        "offset_days": check_number("offset_days", offset_days, optional=True),
+        "reviewer": check_text("reviewer", reviewer, required=False),
+        "note": check_note(note),
+        "model_version": check_text("model_version", model_version, required=False),
+    }
 
 
 # --- Engine -----------------------------------------------------------------------------------

@@ -118,3 +118,32 @@ def prediction_cache() -> dict[str, Prediction]:
 def predictions_by_image_sha() -> dict[str, Prediction]:
     """This session's readable predictions keyed by the image's SHA-256 (what the worklist stores)."""
     return {p.sha256: p for p in prediction_cache().values() if p.error is None and p.sha256}
+
+
+STAGE_LABELS = {"before": "before selection (all features)", "after": "after feature selection"}
+CUSTOM_RUNS_KEY = "comparison_runs"  # evaluations run from the Model comparison page in this session
+
+
+def describe_report(report: EvaluationReport) -> str:
+    """One line saying how a report was made: split, repeats, images, patients, held-out source."""
+    held_out = report.split_description.get("test_source")
+    return (f"{report.split} split{f' (held-out source: {held_out})' if held_out else ''}, {report.repeats} repeats, "
+            f"{report.train_size:.0%} training, {report.n_images} images"
+            + (f" from {report.n_patients} patients" if report.n_patients else "")
+            + f", {report.n_features} features, preset {report.preset}, "
+            + (f"{report.select_k} selected by information gain" if report.select_k else "no feature selection"))
+
+
+def choose_report(key: str) -> EvaluationReport | None:
+    """A select box over the saved evaluation reports and this session's own runs; None (with a note) if none."""
+    options = {f"saved: {split} split": report for split, report in default_evaluations().items()}
+    options.update({f"your run: {label}": report for label, report in st.session_state.get(CUSTOM_RUNS_KEY, {}).items()})
+    if not options:
+        st.info("No evaluation to show yet. Train the default model (it saves the evaluation reports), e.g. "
+                f"`python -m core train --data {default_data_dir()} --out {default_models_dir()}`, "
+                "or run one on the Model comparison page.")
+        return None
+    label = st.selectbox("Evaluation", list(options), key=key)
+    report = options[label]
+    st.caption(describe_report(report))
+    return report

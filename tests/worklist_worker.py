@@ -4,9 +4,10 @@
                                 signal READY, then sleep inside the open transaction.
 ``hold-update URL READY CASE``  change CASE's status and note (+ audit events) in one
                                 transaction, signal READY, then sleep inside it.
-``hammer URL CASE N WHO GO READY``  signal READY, wait for GO, then N times: read the case and
-                                update its status with ``expected_version`` = the version just
-                                read; print ``{"landed": ..., "conflicts": ...}`` as JSON.
+``hammer URL CASE N WHO GO READY``  signal READY, wait for GO, then N times: read the case,
+                                pause up to 2 ms (a reviewer's think time, so the other writer
+                                gets in between) and update its status with ``expected_version``
+                                = the version just read; print ``{"landed": .., "conflicts": ..}``.
 
 The hold commands use the store's own write path (the same transaction and statements as
 ``add_case`` / ``update_status``); only the commit is withheld, so the test can kill -9 the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -70,11 +72,13 @@ def hammer(store: WorklistStore, case_id: int, n_updates: int, who: str, go: str
         if time.monotonic() > deadline:
             raise TimeoutError("never told to start")
         time.sleep(0.005)
+    think_time = random.Random(who)
     landed = conflicts = 0
     for _ in range(n_updates):
         case = store.get_case(case_id)
         target = ("under review" if case["status"] == "quarantine follow-up"
                   else "quarantine follow-up")
+        time.sleep(think_time.uniform(0.0, 0.002))
         try:
             store.update_status(case_id, target, who=who, expected_version=case["version"])
             landed += 1

@@ -1,0 +1,1 @@
+"""Clinician dashboard (Streamlit): pages in ``dashboard/pages``, shared loaders in ``state``, figures in ``charts``."""

@@ -1,0 +1,159 @@
+"""Plotly figure builders for the pages: drawing only, no science (every number comes from ``core``)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from PIL import Image
+
+# Colour-blind-safe (Okabe–Ito) colours, one per model, stable across pages.
+MODEL_COLOURS = {"SVM": "#56B4E9", "Random Forest": "#009E73", "Neural Network": "#E69F00", "kNN": "#CC79A7",
+                 "Consensus": "#F0F0F0"}
+STAGE_PATTERNS = {"before": "", "after": "/"}
+FLAG_COLOUR, CLEAR_COLOUR = "#FF6B6B", "#4CC38A"
+DISPLAY_MAX_SIDE = 1024  # pixels sent to the browser for an X-ray figure (the full image stays on the server)
+_LAYOUT = dict(template="plotly_dark", margin=dict(l=10, r=10, t=40, b=10), font=dict(size=13))
+
+
+def model_colour(name: str) -> str:
+    return MODEL_COLOURS.get(name, "#BBBBBB")
+
+
+def per_model_bars(per_model: Mapping[str, float], risk: float, threshold: float) -> go.Figure:
+    """The four models' P(COVID-19) beside the calibrated consensus, with the consensus flag threshold."""
+    names = [*per_model, "Consensus"]
+    values = [*per_model.values(), risk]
+    figure = go.Figure(go.Bar(
+        x=names, y=[100 * v for v in values], marker_color=[model_colour(n) for n in names],
+        text=[f"{100 * v:.0f}%" for v in values], textposition="outside",
+        hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
+    figure.add_hline(y=100 * threshold, line_dash="dash", line_color=FLAG_COLOUR,
+                     annotation_text=f"flag threshold {100 * threshold:.0f}% (consensus)",
+                     annotation_position="top left")
+    figure.update_layout(**_LAYOUT, height=300, yaxis=dict(title="P(COVID-19) %", range=[0, 112]),
+                         title="Per-model probability and consensus")
+    return figure
+
+
+def zone_label_positions(zones: np.ndarray) -> dict[int, tuple[float, float]]:
+    """Where to write each zone's label: the centroid of zone ``k`` (1..6) as fractions (x, y) of width and height.
+
+    ``zones`` is the (h, w) int8 zone map (any resolution; 0 = outside the lungs).
+    """
+    height, width = zones.shape
+    positions = {}
+    for zone in np.unique(zones):
+        if zone <= 0:
+            continue
+        rows, cols = np.nonzero(zones == zone)
+        positions[int(zone)] = ((cols.mean() + 0.5) / width, (rows.mean() + 0.5) / height)
+    return positions
+
+
+def png_data_uri(rgb: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> tuple[str, tuple[int, int]]:
+    """The image as a PNG data URI, downsized to ``max_side`` for display; returns it and its (H, W)."""
+    picture = Image.fromarray(rgb)
+    picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=False)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"), \
+        (picture.height, picture.width)
+
+
+def xray_figure(rgb: np.ndarray, labels: Sequence[tuple[float, float, str]] = (), title: str = "",
+                height: int = 560) -> go.Figure:
+    """An (H, W, 3) uint8 image with text labels at fractional (x, y) positions, aspect ratio kept, no axes.
+
+    The picture travels as a compressed PNG (a DICOM can be 3000 px wide; raw pixel lists would be megabytes).
+    """
+    uri, (shown_height, shown_width) = png_data_uri(rgb)
+    figure = go.Figure(go.Image(source=uri, hoverinfo="skip"))
+    for x, y, text in labels:
+        figure.add_annotation(x=x * shown_width, y=y * shown_height, text=text, showarrow=False,
+                              font=dict(size=18, color="white"), bgcolor="rgba(0,0,0,0.55)")
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False, scaleanchor="x")
+    figure.update_layout(**{**_LAYOUT, "margin": dict(l=0, r=0, t=40 if title else 0, b=0)}, height=height,
+                         title=title)
+    return figure
+
+
+def metric_bars(table: pd.DataFrame, metric: str) -> go.Figure:
+    """Grouped bars: one group per model, one bar per stage (before/after feature selection), ± sd whiskers.
+
+    ``table`` has columns ``model``, ``stage``, ``metric`` and optionally ``metric + "_sd"``.
+    """
+    figure = go.Figure()
+    for stage, rows in table.groupby("stage", sort=False):
+        sd = rows.get(f"{metric}_sd")
+        figure.add_trace(go.Bar(
+            name=str(stage), x=rows["model"], y=rows[metric],
+            error_y=dict(type="data", array=sd.to_numpy(), visible=True) if sd is not None else None,
+            marker_pattern_shape=STAGE_PATTERNS.get(str(stage).split()[0], ""),
+            marker_color=[model_colour(m) for m in rows["model"]],
+            hovertemplate="%{x} (" + str(stage) + "): %{y:.3f}<extra></extra>"))
+    figure.update_layout(**_LAYOUT, barmode="group", height=380, title=metric,
+                         yaxis=dict(title=metric, range=[0, 1.05]), legend_title_text="feature selection")
+    return figure
+
+
+def roc_figure(curves: Sequence[dict], operating_points: Sequence[dict] = ()) -> go.Figure:
+    """ROC curves with the threshold on hover, plus marked operating points.
+
+    ``curves``: dicts with ``name``, ``fpr``, ``tpr``, optional ``thresholds``, ``colour``, ``dash``.
+    ``operating_points``: dicts with ``name``, ``fpr``, ``tpr``, optional ``colour`` and ``text``.
+    """
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#666666"),
+                                name="chance", hoverinfo="skip"))
+    for curve in curves:
+        thresholds = curve.get("thresholds")
+        hover = ("FPR %{x:.3f}, TPR %{y:.3f}" + (", threshold %{customdata:.3f}" if thresholds is not None else "")
+                 + "<extra>" + curve["name"] + "</extra>")
+        figure.add_trace(go.Scatter(
+            x=curve["fpr"], y=curve["tpr"], mode="lines", name=curve["name"], customdata=thresholds,
+            line=dict(color=curve.get("colour"), dash=curve.get("dash", "solid"), shape="hv" if curve.get("steps")
+                      else "linear"), hovertemplate=hover))
+    for point in operating_points:
+        figure.add_trace(go.Scatter(
+            x=[point["fpr"]], y=[point["tpr"]], mode="markers", name=point["name"],
+            marker=dict(size=12, symbol="x", color=point.get("colour", "white"), line=dict(width=1)),
+            hovertemplate=point.get("text", "FPR %{x:.3f}, TPR %{y:.3f}") + "<extra></extra>"))
+    figure.update_layout(**_LAYOUT, height=560, xaxis=dict(title="1 − specificity (FPR)", range=[-0.01, 1.01]),
+                         yaxis=dict(title="Sensitivity (TPR)", range=[-0.01, 1.01], scaleanchor="x"),
+                         legend=dict(yanchor="bottom", y=0.02, xanchor="right", x=0.98))
+    return figure
+
+
+def confusion_heatmap(matrix: np.ndarray, labels: Sequence[str], title: str, value_format: str = ".0f",
+                      colour_scale: str = "Blues") -> go.Figure:
+    """An annotated (actual × predicted) heatmap of a square matrix."""
+    matrix = np.asarray(matrix, dtype=float)
+    text = [[format(v, value_format) for v in row] for row in matrix]
+    figure = go.Figure(go.Heatmap(
+        z=matrix, x=list(labels), y=list(labels), text=text, texttemplate="%{text}", textfont=dict(size=18),
+        colorscale=colour_scale, showscale=False,
+        hovertemplate="actual %{y}, predicted %{x}: %{text}<extra></extra>"))
+    figure.update_layout(**_LAYOUT, height=320, title=title, xaxis=dict(title="predicted", side="bottom"),
+                         yaxis=dict(title="actual", autorange="reversed"))
+    return figure
+
+
+def progression_figure(series: pd.DataFrame, x: str, x_title: str) -> go.Figure:
+    """Corona score (0–100) and consensus risk (as %) of one patient over time, on one 0–100 axis."""
+    figure = go.Figure()
+    if "corona_score" in series and series["corona_score"].notna().any():
+        figure.add_trace(go.Scatter(x=series[x], y=series["corona_score"], mode="lines+markers", name="corona score",
+                                    line=dict(color=FLAG_COLOUR, width=3),
+                                    hovertemplate="%{x}: corona score %{y:.0f}<extra></extra>"))
+    figure.add_trace(go.Scatter(x=series[x], y=100 * series["risk"], mode="lines+markers", name="COVID-19 risk %",
+                                line=dict(color=MODEL_COLOURS["SVM"], dash="dash"),
+                                hovertemplate="%{x}: risk %{y:.0f}%<extra></extra>"))
+    figure.update_layout(**_LAYOUT, height=380, xaxis=dict(title=x_title), yaxis=dict(title="0–100", range=[0, 105]),
+                         legend=dict(orientation="h", y=1.1))
+    return figure

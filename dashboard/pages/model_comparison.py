@@ -1,0 +1,126 @@
+"""Model comparison: the four classifiers side by side (mean ± sd over repeats), before and after feature selection,
+from the saved evaluation reports (instant) or from an evaluation run here."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from core.datasets import DatasetError
+from core.evaluation import EvaluationReport
+from core.features import FEATURE_SETS
+from core.metrics import METRICS
+from core.paths import default_cache_dir, default_data_dir, default_models_dir
+from core.training import ModelLoadError, read_report
+from core.workflow import SPLITS, load_feature_matrix, run_evaluation
+from dashboard import charts
+from dashboard.state import CUSTOM_RUNS_KEY, STAGE_LABELS, choose_report
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def run_comparison(data_dir: str, feature_set: str, select_k: int | None, split: str, repeats: int,
+                   test_source: str | None, _progress) -> EvaluationReport:
+    """Features (from the per-image cache when possible), then the repeated evaluation; cached by the parameters."""
+    matrix = load_feature_matrix(data_dir, feature_set, n_jobs=-1, cache_dir=default_cache_dir(),
+                                 progress=lambda fraction, message: _progress(0.5 * fraction, message))
+    return run_evaluation(matrix, split=split, test_source=test_source or None, repeats=repeats, select_k=select_k,
+                          n_jobs=-1, progress=lambda fraction, message: _progress(0.5 + 0.5 * fraction, message))
+
+
+def score_table(report: EvaluationReport) -> pd.DataFrame:
+    """One row per model × stage, each metric as "mean ± sd" text."""
+    table = report.table()
+    shown = pd.DataFrame({"model": table["model"], "stage": table["stage"].map(STAGE_LABELS)})
+    for metric in METRICS:
+        shown[metric] = [f"{value:.3f}" + ("" if math.isnan(sd) else f" ± {sd:.3f}")
+                         for value, sd in zip(table[metric], table[f"{metric}_sd"])]
+    return shown
+
+
+def selection_table(report: EvaluationReport) -> pd.DataFrame:
+    """Features kept after selection: in how many repeats each model kept each feature."""
+    counts = {result.model: result.selection_counts for result in report.results
+              if result.stage == "after" and result.selection_counts}
+    frame = pd.DataFrame(counts).fillna(0).astype(int)
+    if frame.empty:
+        return frame
+    frame = frame.loc[frame.sum(axis=1).sort_values(ascending=False).index]
+    return frame.rename_axis(f"feature (repeats kept, of {report.repeats})").reset_index()
+
+
+def show_report(report: EvaluationReport, key: str) -> None:
+    st.dataframe(score_table(report), hide_index=True, width="stretch")
+    st.caption("AUC: mean over repeats; other scores: predictions pooled over repeats; ± sd over repeats. "
+               "COVID-19 is the positive class.")
+    metric = st.segmented_control("Metric", METRICS, default="AUC", key=f"{key}_metric") or "AUC"
+    table = report.table().assign(stage=lambda t: t["stage"].map(STAGE_LABELS))
+    st.plotly_chart(charts.metric_bars(table, metric), key=f"{key}_bars", width="stretch")
+    selected = selection_table(report)
+    if not selected.empty:
+        st.markdown("**Features kept by information-gain selection** (per model, over the repeats)")
+        st.dataframe(selected, hide_index=True, width="stretch")
+
+
+def show_final_features() -> None:
+    """The features each saved final model uses (from the training report)."""
+    try:
+        report = read_report(default_models_dir())
+    except ModelLoadError:
+        return
+    chosen = report.get("consensus", {}).get("selected_features", {})
+    if chosen:
+        with st.expander("Features used by the saved final models"):
+            st.dataframe(pd.DataFrame({model: pd.Series(names) for model, names in chosen.items()}),
+                         hide_index=True, width="stretch")
+
+
+def evaluation_form() -> None:
+    with st.form("comparison_form"):
+        left, middle, right = st.columns(3)
+        data_dir = left.text_input("Data set folder", value=str(default_data_dir()), key="comparison_data_dir")
+        feature_set = middle.selectbox("Feature set", FEATURE_SETS, index=FEATURE_SETS.index("both"),
+                                       key="comparison_feature_set")
+        select_k = right.number_input("Selected features (0 = no selection)", min_value=0, max_value=500, value=10,
+                                      step=1, key="comparison_select_k")
+        split = left.selectbox("Split", SPLITS, key="comparison_split",
+                               help="patient: no patient on both sides; random: as the original study; "
+                                    "source: train on some sources, test on a held-out one")
+        repeats = middle.number_input("Repeats", min_value=2, max_value=50, value=10, step=1, key="comparison_repeats")
+        test_source = right.text_input("Held-out source (source split only)", key="comparison_test_source")
+        submitted = st.form_submit_button("Run the evaluation", type="primary")
+    if not submitted:
+        return
+    bar = st.progress(0.0, text="reading features…")
+    parameters = (data_dir.strip(), feature_set, int(select_k) or None, split, int(repeats),
+                  test_source.strip() if split == "source" else "")
+    try:
+        report = run_comparison(*parameters, _progress=lambda fraction, message: bar.progress(
+            min(max(fraction, 0.0), 1.0), text=message))
+    except (DatasetError, ValueError, OSError) as exc:
+        bar.empty()
+        st.error(f"The evaluation could not run: {exc}")
+        return
+    bar.empty()
+    label = f"{split} split, {feature_set} features, k={parameters[2]}, {repeats} repeats ({parameters[0]})"
+    st.session_state.setdefault(CUSTOM_RUNS_KEY, {})[label] = report
+    st.session_state["comparison_last_run"] = label
+
+
+st.title("Model comparison")
+saved_tab, run_tab = st.tabs(["Evaluations", "Run an evaluation"])
+with run_tab:
+    st.caption("Runs the repeated evaluation on a data set folder (manifest.csv or class sub-folders). Features "
+               "come from the per-image cache when available; results are kept for this session and are also "
+               "offered on the ROC and Confusion pages.")
+    evaluation_form()
+    last = st.session_state.get("comparison_last_run")
+    if last:
+        st.success(f"Finished: {last}")
+        show_report(st.session_state[CUSTOM_RUNS_KEY][last], key="comparison_run")
+with saved_tab:
+    chosen = choose_report("comparison_report")
+    if chosen is not None:
+        show_report(chosen, key="comparison_saved")
+    show_final_features()
