@@ -1,0 +1,166 @@
+"""End to end in a real headless Chromium: upload, verdict, flag, save, worklist, restart, still there.
+
+Starts ``streamlit run dashboard/app.py`` on a free port with a temporary app folder and worklist, drives Debian's
+Chromium through Playwright, saves a screenshot of every page under ``test-artifacts/screenshots/`` and writes the
+measured times to ``test-artifacts/e2e-timings.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dashboard_support import REPO_ROOT, require_default_model
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+BATCH_SIZE = 20
+PAGES = {"model_comparison": "Model comparison", "roc_curves": "ROC curves",
+         "confusion_matrices": "Confusion matrices", "worklist": "Worklist", "progression": "Patient progression"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+class StreamlitServer:
+    """``streamlit run dashboard/app.py`` as a subprocess; start waits for the health endpoint."""
+
+    def __init__(self, env: dict[str, str], log: Path):
+        self.env, self.log = env, log
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    def start(self, timeout_s: float = 60) -> "StreamlitServer":
+        command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(self.port),
+                   "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {self.process.returncode}; see {self.log}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.3)
+        raise TimeoutError(f"streamlit did not answer on {self.url} within {timeout_s} s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture
+def server_env(tmp_path) -> dict[str, str]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's Chromium (`apt-get install -y chromium`)")
+    require_default_model()
+    env = {**os.environ, "CXR_APP_DATA": str(tmp_path / "app-data"),
+           "CXR_WORKLIST_URL": f"sqlite:///{(tmp_path / 'worklist.db').as_posix()}"}
+    env.pop("CXR_MODELS", None)  # the default trained models
+    return env
+
+
+@pytest.fixture
+def browser() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def wait_idle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until the app's script run has finished (the status widget shows no running state)."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+
+
+def open_and_time(page, url: str, heading: str) -> float:
+    started = time.perf_counter()
+    page.goto(url)
+    page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+    wait_idle(page)
+    return time.perf_counter() - started
+
+
+def test_upload_flag_save_restart(server_env, browser, tmp_path, cxr_manifest, cxr_dir, sample_png):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    server = StreamlitServer(server_env, tmp_path / "streamlit.log").start()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        timings["load Review (first, loads the models)"] = open_and_time(page, server.url, "Review chest X-rays")
+
+        started = time.perf_counter()
+        page.locator("input[type=file]").set_input_files(str(sample_png))
+        page.get_by_text("COVID-19 risk (consensus").wait_for(timeout=60_000)
+        page.get_by_text(re.compile(r"(FLAGGED|Not flagged) — risk")).first.wait_for()
+        timings["upload -> verdict, 1 image"] = time.perf_counter() - started
+        wait_idle(page)
+        page.screenshot(path=str(SCREENSHOTS / "review.png"), full_page=True)
+
+        page.get_by_label("Patient id (pseudonymous, no names)").fill("e2e-patient-1")
+        page.get_by_label("Reviewer").fill("dr-e2e")
+        page.get_by_text("Flag for quarantine follow-up").click()
+        page.get_by_role("button", name="Save to worklist").click()
+        page.get_by_text("Saved to the worklist as case #1").wait_for(timeout=30_000)
+        page.screenshot(path=str(SCREENSHOTS / "review-saved.png"), full_page=True)
+
+        for slug, heading in PAGES.items():
+            timings[f"load {heading}"] = open_and_time(page, f"{server.url}/{slug}", heading)
+            page.screenshot(path=str(SCREENSHOTS / f"{slug}.png"), full_page=True)
+        page.goto(f"{server.url}/worklist")
+        page.get_by_text("e2e-patient-1").first.wait_for(timeout=30_000)
+
+        server.stop()
+        server.start()
+        page.goto(f"{server.url}/worklist")
+        page.get_by_text("e2e-patient-1").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(SCREENSHOTS / "worklist-after-restart.png"), full_page=True)
+
+        batch = [cxr_dir / "images" / name for name in cxr_manifest["file"].iloc[:BATCH_SIZE]]
+        open_and_time(page, server.url, "Review chest X-rays")
+        started = time.perf_counter()
+        page.locator("input[type=file]").set_input_files([str(p) for p in batch])
+        page.get_by_text(f"{BATCH_SIZE} images", exact=False).first.wait_for(timeout=300_000)
+        timings[f"upload -> table, batch of {BATCH_SIZE}"] = time.perf_counter() - started
+        wait_idle(page)
+        page.screenshot(path=str(SCREENSHOTS / "review-batch.png"), full_page=True)
+    finally:
+        server.stop()
+        (ARTIFACTS / "e2e-timings.json").write_text(json.dumps({k: round(v, 2) for k, v in timings.items()},
+                                                               indent=2))
+    print(json.dumps(timings, indent=2))
+    assert timings["upload -> verdict, 1 image"] < 30
