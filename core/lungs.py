@@ -35,7 +35,7 @@ _AREA_FRACTION_RANGE = (0.08, 0.60)
 # Plausible ratio of the smaller to the larger lung area (the left lung is smaller: heart).
 _MIN_SIDE_RATIO = 0.30
 # A lung smaller than this fraction of the other one is completed by the other's mirror image.
-_MIRROR_BELOW = 0.6
+_MIRROR_BELOW = 0.45
 
 
 @dataclass
@@ -132,6 +132,8 @@ def normalise_intensity(
 # Localisation runs on a small copy (longest side _SEG_SIZE px): lungs are large structures.
 # The pixel sizes below are for that copy.
 _SEG_SIZE = 128
+_RIB_BRIDGE = morphology.disk(3).astype(bool)
+_DRAIN_BAND = 0.03  # edge band (fraction of the size) through which dark regions drain
 _N_RAYS = 72  # boundary rays per lung
 _OUTER_WINDOW = 8  # px beyond a candidate boundary that must be brighter than the lung inside it
 _MAX_STEP = 4  # px of radius change allowed between neighbouring rays
@@ -149,15 +151,19 @@ def _midline(smooth: np.ndarray) -> int:
     return lo + int(np.argmax(profile[lo:hi]))
 
 
-def _basin_depth(smooth: np.ndarray) -> np.ndarray:
+def _basin_depth(smooth: np.ndarray, lateral_open: bool = True) -> np.ndarray:
     """Depth of every pixel below the lowest rim separating it from the image border.
 
     Grey-level hole filling (reconstruction by erosion from the border): the lungs are dark basins
     enclosed by the brighter chest wall, mediastinum and diaphragm and get a large depth, while air
     outside the body, burned-in text on it and collimation borders reach the border and get none.
+    The drain is a band of ``_DRAIN_BAND`` of the size along the edges, not just the outermost pixels,
+    so that a thin bright collimation frame cannot enclose the air outside the body.  With
+    ``lateral_open=False`` only the top and bottom bands drain, for lungs cut by a side border.
     """
+    band = max(1, round(_DRAIN_BAND * max(smooth.shape)))
     marker = smooth.copy()
-    marker[1:-1, 1:-1] = smooth.max()
+    marker[band:-band, band if lateral_open else 0 : -band if lateral_open else None] = smooth.max()
     return morphology.reconstruction(marker, smooth, method="erosion") - smooth
 
 
@@ -171,13 +177,55 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def _aerated_core(depth: np.ndarray, own_side: np.ndarray) -> np.ndarray:
-    """The deepest basin of one hemithorax: the aerated part of that lung."""
+    """The largest deep basin of one hemithorax at lung height: the aerated part of that lung.
+
+    Basins starting below 55 % of the height (stomach or bowel gas) or centred outside 15-75 % of the
+    height (labels, neck, abdomen) are not lungs.
+    """
     side_depth = np.where(own_side, depth, 0.0)
     positive = side_depth[side_depth > 0]
+    core = np.zeros(depth.shape, dtype=bool)
     if positive.size < 20:
-        return np.zeros(depth.shape, dtype=bool)
-    core = side_depth > _CORE_FRACTION * np.percentile(positive, 99)
-    return _largest_component(ndi.binary_opening(core))
+        return core
+    deep = side_depth > _CORE_FRACTION * np.percentile(positive, 99)
+    # closing bridges the ribs that split a lung into intercostal basins; opening drops thin leaks
+    deep = ndi.binary_opening(ndi.binary_closing(deep, _RIB_BRIDGE, border_value=0) & own_side)
+    labels, count = ndi.label(deep)
+    if count == 0:
+        return core
+    index = np.arange(1, count + 1)
+    rows = np.arange(depth.shape[0], dtype=float)[:, None] * np.ones((1, depth.shape[1]))
+    areas = ndi.sum_labels(np.ones(depth.shape), labels, index)
+    centre = ndi.mean(rows, labels, index) / depth.shape[0]
+    top = ndi.minimum(rows, labels, index) / depth.shape[0]
+    valid = (top < 0.55) & (centre >= 0.15) & (centre <= 0.75) & (areas >= 0.005 * depth.size)
+    if not valid.any():
+        return core
+    return labels == index[valid][np.argmax(areas[valid])]
+
+
+def _lung_cores(smooth: np.ndarray, own_side: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+    """Aerated core of each lung; a lung cut by the image side border is recovered from a second depth map.
+
+    A lung touching a side border of a tightly cropped image drains through it and gets little depth.
+    Its core from the depth map that drains through the top and bottom rows only is used instead when
+    it is much larger, lies at lung height and is not much darker than the other lung (air outside the
+    body, which that map can also enclose, is darker than lung).
+    """
+    height = smooth.shape[0]
+    open_depth = _basin_depth(smooth)
+    cores = [_aerated_core(open_depth, side) for side in own_side]
+    closed_depth = _basin_depth(smooth, lateral_open=False)
+    chosen = list(cores)
+    for side in (0, 1):
+        closed = _aerated_core(closed_depth, own_side[side])
+        other = cores[1 - side]
+        if not closed.any() or not other.any() or closed.sum() < 2 * cores[side].sum():
+            continue
+        centre_row = ndi.center_of_mass(closed)[0] / height
+        if 0.2 <= centre_row <= 0.75 and smooth[closed].mean() >= smooth[other].mean() - 0.12:
+            chosen[side] = closed
+    return chosen
 
 
 def _best_circular_path(score: np.ndarray) -> np.ndarray:
@@ -275,6 +323,68 @@ def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(image) > 127
 
 
+def _content_box(small: np.ndarray) -> tuple[slice, slice]:
+    """Rows and columns inside black padding and bright collimation frames.
+
+    Edge rows/columns mostly at the image minimum (letterbox, at most a quarter of a side) or mostly
+    brighter than the 90th percentile (a frame, at most a tenth) are dropped: a letterbox would shift the
+    midline search and a frame would enclose the air outside the body as if it were a lung.
+    """
+    lo, hi = float(small.min()), float(small.max())
+    black = small <= lo + 0.02 * (hi - lo)
+    bright = small >= np.percentile(small, 90)
+    spans = []
+    for axis in (1, 0):
+        fractions = (black.mean(axis=axis), bright.mean(axis=axis))
+        size = fractions[0].size
+        cut = [0, 0]
+        for end in (0, 1):
+            for fraction, limit in zip(fractions, (size // 4, size // 10)):
+                ordered = fraction if end == 0 else fraction[::-1]
+                k = cut[end]
+                while k < limit and ordered[k] >= 0.6:
+                    k += 1
+                cut[end] = k
+        spans.append(slice(cut[0], size - cut[1]))
+    return spans[0], spans[1]
+
+
+def _segment(small: np.ndarray) -> tuple[np.ndarray, int, bool, bool]:
+    """Both lung fields on the normalised small image: (mask, midline, mirrored, template)."""
+    smooth = ndi.gaussian_filter(small, 1.0)
+    midline = _midline(smooth)
+    cols = np.arange(small.shape[1])[None, :]
+    own_side = (cols < midline, cols > midline)
+    sides, plausible = [], []
+    for side, core in enumerate(_lung_cores(smooth, own_side)):
+        side_mask = np.zeros(small.shape, dtype=bool)
+        if core.any():
+            contour_y, contour_x = _lung_contour(smooth, core, midline, side)
+            side_mask[draw.polygon(contour_y, contour_x, small.shape)] = True
+            side_mask = (side_mask | core) & own_side[side]
+        sides.append(side_mask)
+        plausible.append(_side_plausible(side_mask))
+    # A lung much smaller than its partner is usually opacified or missed, not absent: the hemithorax is
+    # then completed by the mirror image of the other lung about the midline (Brixia scores the field).
+    found = [side_mask.copy() for side_mask in sides]
+    areas = [int(side_mask.sum()) for side_mask in found]
+    mirrored = template = False
+    for side in (0, 1):
+        other = 1 - side
+        if plausible[other] and (not plausible[side] or areas[side] < _MIRROR_BELOW * areas[other]):
+            ys, xs = np.nonzero(found[other])
+            xs = 2 * midline - xs
+            keep = (xs >= 0) & (xs < small.shape[1])
+            reflection = np.zeros_like(found[other])
+            reflection[ys[keep], xs[keep]] = True
+            sides[side] = (found[side] | ndi.binary_closing(reflection)) & own_side[side]
+            mirrored = True
+        elif not plausible[side] and not plausible[other]:
+            sides[side] = _template_side(small.shape, midline, side)
+            template = True
+    return sides[0] | sides[1], midline, mirrored, template
+
+
 def find_lung_fields(pixels: np.ndarray) -> LungFields:
     """Locate both lung fields and their six zones on a frontal chest X-ray.
 
@@ -308,41 +418,12 @@ def find_lung_fields(pixels: np.ndarray) -> LungFields:
        the thorax's 99th percentile and smaller than 1 % of the lung area) are removed from the mask.
     """
     work, scale = to_working_size(pixels)
-    small = normalise_intensity(to_working_size(work, _SEG_SIZE)[0])
-    smooth = ndi.gaussian_filter(small, 1.0)
-    depth = _basin_depth(smooth)
-    midline = _midline(smooth)
-    cols = np.arange(small.shape[1])[None, :]
-    own_side = (cols < midline, cols > midline)
-    sides, plausible = [], []
-    for side in (0, 1):
-        side_mask = np.zeros(small.shape, dtype=bool)
-        core = _aerated_core(depth, own_side[side])
-        if core.any():
-            contour_y, contour_x = _lung_contour(smooth, core, midline, side)
-            side_mask[draw.polygon(contour_y, contour_x, small.shape)] = True
-            side_mask = (side_mask | core) & own_side[side]
-        sides.append(side_mask)
-        plausible.append(_side_plausible(side_mask))
-    # A lung much smaller than its partner is usually opacified or hidden, not absent: the hemithorax is
-    # then completed by the mirror image of the other lung about the midline (Brixia scores the field).
-    found = [side_mask.copy() for side_mask in sides]
-    areas = [int(side_mask.sum()) for side_mask in found]
-    mirrored = template = False
-    for side in (0, 1):
-        other = 1 - side
-        if plausible[other] and (not plausible[side] or areas[side] < _MIRROR_BELOW * areas[other]):
-            ys, xs = np.nonzero(found[other])
-            xs = 2 * midline - xs
-            keep = (xs >= 0) & (xs < small.shape[1])
-            reflection = np.zeros_like(found[other])
-            reflection[ys[keep], xs[keep]] = True
-            sides[side] = (found[side] | ndi.binary_closing(reflection)) & own_side[side]
-            mirrored = True
-        elif not plausible[side] and not plausible[other]:
-            sides[side] = _template_side(small.shape, midline, side)
-            template = True
-    mask = _resize_mask(sides[0] | sides[1], work.shape)
+    small = to_working_size(work, _SEG_SIZE)[0]
+    rows, cols = _content_box(small)
+    lungs_small = np.zeros(small.shape, dtype=bool)
+    lungs_small[rows, cols], midline, mirrored, template = _segment(normalise_intensity(small[rows, cols]))
+    midline += cols.start
+    mask = _resize_mask(lungs_small, work.shape)
     work_midline = int(round((midline + 0.5) * work.shape[1] / small.shape[1] - 0.5))
     zones = zone_masks(mask, work_midline)
 

@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.evaluation import EvaluationReport
 from core.inference import Prediction, TriageModel
-from core.paths import default_data_dir, default_models_dir
+from core.paths import default_cache_dir, default_data_dir, default_models_dir
 from core.training import REPORT_NAME, ModelLoadError
 from core.workflow import SPLITS, evaluation_file_name, train
 from core.worklist import WorklistError, WorklistStore, default_database_url
@@ -64,7 +64,7 @@ def require_model() -> TriageModel:
                    help="Extracts features, fits and evaluates the four models; takes several minutes."):
         bar = st.progress(0.0, text="starting")
         try:
-            report = train(default_data_dir(), default_models_dir(),
+            report = train(default_data_dir(), default_models_dir(), cache_dir=default_cache_dir(),
                            progress=lambda fraction, message: bar.progress(min(max(fraction, 0.0), 1.0), text=message))
         except Exception as exc:  # any failure is shown as a message: the page must stay usable
             st.error(f"Training failed: {exc}")
@@ -137,7 +137,8 @@ def describe_report(report: EvaluationReport) -> str:
 def choose_report(key: str) -> EvaluationReport | None:
     """A select box over the saved evaluation reports and this session's own runs; None (with a note) if none."""
     options = {f"saved: {split} split": report for split, report in default_evaluations().items()}
-    options.update({f"your run: {label}": report for label, report in st.session_state.get(CUSTOM_RUNS_KEY, {}).items()})
+    own_runs = st.session_state.get(CUSTOM_RUNS_KEY, {})
+    options.update({f"your run: {label}": report for label, report in own_runs.items()})
     if not options:
         st.info("No evaluation to show yet. Train the default model (it saves the evaluation reports), e.g. "
                 f"`python -m core train --data {default_data_dir()} --out {default_models_dir()}`, "

@@ -55,8 +55,8 @@ def show_image(prediction: Prediction) -> None:
                  f"{image.pixels.shape[0]} px)", width="stretch")
         return
     grades = prediction.severity.get("zones", {})
-    rgb = overlay_rgb(image.pixels, prediction.lung_fields, zone_values=[grades.get(name, np.nan) for name in ZONE_NAMES],
-                      vmax=MAX_ZONE_GRADE)
+    values = [grades.get(name, np.nan) for name in ZONE_NAMES]
+    rgb = overlay_rgb(image.pixels, prediction.lung_fields, zone_values=values, vmax=MAX_ZONE_GRADE)
     positions = charts.zone_label_positions(prediction.lung_fields.zones)
     labels = [(x, y, str(grades.get(ZONE_NAMES[zone - 1], "?"))) for zone, (x, y) in positions.items()]
     title = f"Corona score {prediction.severity['corona_score']:.0f} / 100 — zone grades 0–3"
@@ -84,7 +84,8 @@ def show_details(prediction: Prediction) -> None:
             frame["effect"] = (100 * frame["effect"]).round(1).astype(str) + " pp"
         st.dataframe(frame, hide_index=True, width="stretch")
         if prediction.out_of_distribution is not None:
-            st.caption(f"Distance to the training images: {prediction.out_of_distribution:.2f}× the usual (>1 unusual).")
+            st.caption(f"Distance to the training images: {prediction.out_of_distribution:.2f}× the usual "
+                       "(above 1: unusual).")
     if prediction.severity is not None:
         with st.expander("Lung-zone severity"):
             zones = prediction.severity.get("zones", {})

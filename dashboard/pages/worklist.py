@@ -48,7 +48,8 @@ def status_form(store: WorklistStore, case: dict) -> None:
         st.info(f"Case #{case['id']} was changed since you last looked (now version {case['version']}).")
     choices = NEXT_STATUSES[case["status"]]
     with st.form(f"worklist_status_form_{case['id']}"):
-        new_status = st.selectbox(f"Move from “{case['status']}” to", choices, key=f"worklist_new_status_{case['id']}")
+        new_status = st.selectbox(f"Move from “{case['status']}” to", choices,
+                                  key=f"worklist_new_status_{case['id']}")
         reviewer = st.text_input("Your name (recorded in the audit trail)", key="worklist_reviewer")
         note = st.text_area("Reason / note (optional)", key=f"worklist_note_{case['id']}", max_chars=4000)
         submitted = st.form_submit_button("Change status", type="primary")
