@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 
 from core.evaluation_report import TARGET, EvaluationReport, ModelResult, OutOfFold, count_selections
 from core.metrics import summarise_repeats
@@ -71,7 +72,9 @@ def _fit_predict(values: np.ndarray, target: np.ndarray, train: np.ndarray, test
     pipeline = make_pipeline(model, preset=preset, select_k=select_k if stage == "after" else None,
                              random_state=seed)
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
+    # One BLAS thread per task: parallelism is over tasks (n_jobs), and multi-threaded BLAS on these
+    # small matrices mostly spins, badly so when the other core is busy.
+    with threadpool_limits(limits=1), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # The Orange preset keeps libsvm's probability=True on purpose (see core.models).
         warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated",
@@ -135,6 +138,8 @@ def evaluate(
         Held-out source for ``split="source"`` (case-insensitive part of its name).
     repeats : int, default=10
     train_size : float, default=0.66
+        Fraction of images in training ("random", "patient"); for "source" the report holds the
+        actual training share.
     preset : {"tuned", "orange"}, default="tuned"
         Model hyper-parameters (:mod:`core.models`).
     select_k : int or None, default=10
@@ -182,6 +187,8 @@ def evaluate(
             progress(done / len(tasks), f"{model} ({stage} selection), repeat {repeat + 1}/{len(plan.folds)}")
 
     results = [_model_result(model, stage, plan, target, outputs) for stage in stages for model in models]
+    if plan.kind == "source":  # the held-out source fixes the sizes: report the actual training share
+        train_size = len(plan.folds[0][0]) / len(target)
     return EvaluationReport(
         split=plan.kind, repeats=int(repeats), train_size=float(train_size), preset=preset,
         select_k=None if select_k is None else int(select_k), random_state=int(random_state),

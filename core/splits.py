@@ -138,7 +138,7 @@ def source_split(y: np.ndarray, sources, test_source: str | None) -> tuple[np.nd
     """
     y = np.asarray(y).astype(int)
     sources = pd.Series(np.asarray(sources, dtype=object)).fillna("<missing>").astype(str).to_numpy()
-    names = list(np.unique(sources))
+    names = [str(name) for name in np.unique(sources)]
     table = _source_table(y, sources)
     if not test_source:
         raise ValueError(f"split='source' needs test_source (a part of one source name); sources:\n{table}")

@@ -105,7 +105,8 @@ def metric_bars(table: pd.DataFrame, metric: str) -> go.Figure:
 def roc_figure(curves: Sequence[dict], operating_points: Sequence[dict] = ()) -> go.Figure:
     """ROC curves with the threshold on hover, plus marked operating points.
 
-    ``curves``: dicts with ``name``, ``fpr``, ``tpr``, optional ``thresholds``, ``colour``, ``dash``.
+    ``curves``: dicts with ``name``, ``fpr``, ``tpr``, optional ``thresholds``, ``colour``, ``dash``; points are
+    joined by straight lines (ties between the classes give diagonal segments, as in sklearn's ``roc_curve``).
     ``operating_points``: dicts with ``name``, ``fpr``, ``tpr``, optional ``colour`` and ``text``.
     """
     figure = go.Figure()
@@ -117,15 +118,17 @@ def roc_figure(curves: Sequence[dict], operating_points: Sequence[dict] = ()) ->
                  + "<extra>" + curve["name"] + "</extra>")
         figure.add_trace(go.Scatter(
             x=curve["fpr"], y=curve["tpr"], mode="lines", name=curve["name"], customdata=thresholds,
-            line=dict(color=curve.get("colour"), dash=curve.get("dash", "solid"), shape="hv" if curve.get("steps")
-                      else "linear"), hovertemplate=hover))
+            line=dict(color=curve.get("colour"), dash=curve.get("dash", "solid")), hovertemplate=hover))
     for point in operating_points:
         figure.add_trace(go.Scatter(
             x=[point["fpr"]], y=[point["tpr"]], mode="markers", name=point["name"],
             marker=dict(size=12, symbol="x", color=point.get("colour", "white"), line=dict(width=1)),
             hovertemplate=point.get("text", "FPR %{x:.3f}, TPR %{y:.3f}") + "<extra></extra>"))
-    figure.update_layout(**_LAYOUT, height=560, xaxis=dict(title="1 − specificity (FPR)", range=[-0.01, 1.01]),
-                         yaxis=dict(title="Sensitivity (TPR)", range=[-0.01, 1.01], scaleanchor="x"),
+    # square plot: equal scales on both axes, the x axis shrinks to fit instead of extending past [0, 1]
+    figure.update_layout(**_LAYOUT, height=600,
+                         xaxis=dict(title="1 − specificity (FPR)", range=[-0.01, 1.01], constrain="domain"),
+                         yaxis=dict(title="Sensitivity (TPR)", range=[-0.01, 1.01], scaleanchor="x",
+                                    constrain="domain"),
                          legend=dict(yanchor="bottom", y=0.02, xanchor="right", x=0.98))
     return figure
 
@@ -154,6 +157,8 @@ def progression_figure(series: pd.DataFrame, x: str, x_title: str) -> go.Figure:
     figure.add_trace(go.Scatter(x=series[x], y=100 * series["risk"], mode="lines+markers", name="COVID-19 risk %",
                                 line=dict(color=MODEL_COLOURS["SVM"], dash="dash"),
                                 hovertemplate="%{x}: risk %{y:.0f}%<extra></extra>"))
-    figure.update_layout(**_LAYOUT, height=380, xaxis=dict(title=x_title), yaxis=dict(title="0–100", range=[0, 105]),
+    integer_axis = pd.api.types.is_integer_dtype(series[x])
+    figure.update_layout(**_LAYOUT, height=380, xaxis=dict(title=x_title, dtick=1 if integer_axis else None),
+                         yaxis=dict(title="0–100", range=[0, 105]), showlegend=True,
                          legend=dict(orientation="h", y=1.1))
     return figure

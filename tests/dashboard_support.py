@@ -11,9 +11,10 @@ import plotly.graph_objects as go
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.paths import default_models_dir
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = REPO_ROOT / "dashboard" / "app.py"
-DEFAULT_REPORT = REPO_ROOT / "models" / "default" / "report.json"
 # First runs import the scientific stack and may load the models: generous, the tests stay well under it.
 TIMEOUT_S = 120
 
@@ -29,9 +30,11 @@ def isolate_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, models_dir: Pat
 
 
 def require_default_model() -> None:
-    if not DEFAULT_REPORT.is_file():
-        pytest.skip(f"no trained default model ({DEFAULT_REPORT} is absent); create it with "
-                    "`python -m core train --data ../shared/data/cxr --out models/default`")
+    """Skip unless the trained models the app uses (models/default, or $CXR_MODELS) exist."""
+    report = default_models_dir() / "report.json"
+    if not report.is_file():
+        pytest.skip(f"no trained default model ({report} is absent); create it with "
+                    f"`python -m core train --data ../shared/data/cxr --out {default_models_dir()}`")
 
 
 def open_page(page: str | None = None) -> AppTest:

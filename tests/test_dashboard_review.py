@@ -5,11 +5,14 @@ Needs the trained default model (models/default); skips with the command that cr
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 import numpy as np
 import pytest
 from dashboard_support import isolate_app, open_page, plotly_figures, require_default_model, texts
+from imaging_samples import dicom_bytes, dicom_dataset
+from PIL import Image
 
 from core.inference import TriageModel
 from core.worklist import WorklistStore
@@ -40,7 +43,10 @@ def cases(url: str):
 
 def test_upload_shows_the_risk_and_the_verdict(model, worklist_url, sample_png):
     expected = model.predict(sample_png)
-    app = upload(open_page(), sample_png)
+    app = open_page()
+    # (AppTest drops the sidebar from the element tree of later runs; the browser test checks every page)
+    assert "does not replace" in " ".join(c.value for c in app.sidebar.get("caption"))
+    upload(app, sample_png)
     risk = next(m for m in app.metric if m.label.startswith("COVID-19 risk"))
     assert risk.value == f"{100 * expected.risk:.0f}%"
     verdict = "FLAGGED" if expected.flagged else "Not flagged"
@@ -50,7 +56,6 @@ def test_upload_shows_the_risk_and_the_verdict(model, worklist_url, sample_png):
     assert np.allclose(bars.data[0].y, [100 * p for p in [*expected.per_model.values(), expected.risk]])
     if expected.severity is not None:
         assert f"{expected.severity['corona_score']:.0f} / 100" in texts(app)
-    assert "does not replace" in " ".join(c.value for c in app.sidebar.caption)
 
 
 def test_saving_creates_one_worklist_case(worklist_url, sample_png):
@@ -103,3 +108,25 @@ def test_batch_is_sorted_by_risk_and_survives_a_page_switch(model, worklist_url,
     assert len(app.dataframe[0].value) == 2
     after = app.session_state["review_predictions"]
     assert all(after[key] is prediction for key, prediction in scored.items())  # nothing was rescored
+
+
+def test_dicom_header_prefills_patient_and_study_date(worklist_url, sample_png):
+    pixels = np.asarray(Image.open(sample_png).convert("L"))
+    dataset = dicom_dataset(pixels, bits_stored=8, PatientID="DCM-42", StudyDate="20200314", Modality="CR",
+                            ViewPosition="PA")
+    content = dicom_bytes(dataset)
+    app = upload(open_page(), ("study.dcm", content, "application/dicom"))
+    suffix = hashlib.sha256(content).hexdigest()[:16]
+    assert app.text_input(key=f"review_patient_{suffix}").value == "DCM-42"
+    assert app.date_input(key=f"review_date_{suffix}").value == dt.date(2020, 3, 14)
+    app.form_submit_button[0].click().run()
+    row = cases(worklist_url).iloc[0]
+    assert (row.patient_id, row.study_date, row.image_name) == ("DCM-42", "2020-03-14", "study.dcm")
+
+
+def test_batch_with_an_unreadable_file_scores_the_rest(worklist_url, sample_png):
+    app = upload(open_page(), sample_png, ("broken.png", b"\x89PNG\r\n\x1a\n truncated", "image/png"))
+    assert len(app.error) == 1 and "broken.png" in app.error[0].value
+    table = app.dataframe[0].value
+    assert table["verdict"].tolist()[-1] == "unreadable" and table["risk %"].notna().tolist() == [True, False]
+    assert any(m.label.startswith("COVID-19 risk") for m in app.metric)  # the readable one is shown first

@@ -1,9 +1,9 @@
-"""Dashboard Worklist and Patient progression pages (AppTest), on a temporary SQLite worklist."""
+"""Dashboard Worklist page (AppTest), on a temporary SQLite worklist."""
 
 from __future__ import annotations
 
 import pytest
-from dashboard_support import isolate_app, open_page, plotly_figures, texts
+from dashboard_support import isolate_app, open_page, texts
 
 from core.worklist import WorklistStore
 
@@ -79,19 +79,6 @@ def test_concurrent_change_is_refused_with_a_reload_message(store):
     app.selectbox(key=f"worklist_new_status_{case_id}").set_value("cleared")
     _submit(app)
     assert store.get_case(case_id)["status"] == "cleared"
-
-
-def test_progression_shows_a_worklist_patient_over_time(store):
-    app = open_page("progression")
-    app.radio(key="progression_source").set_value("Worklist")
-    app.selectbox(key="progression_patient").set_value("P-1").run()
-    assert not app.exception
-    figure = plotly_figures(app)[0]
-    by_name = {trace.name: trace for trace in figure.data}
-    assert list(by_name["corona score"].x) == [2.0, 9.0]
-    assert list(by_name["corona score"].y) == [30.0, 55.0]
-    assert [round(v) for v in by_name["COVID-19 risk %"].y] == [90, 80]
-    assert "days since symptom onset" in figure.layout.xaxis.title.text
 
 
 def _submit(app) -> None:

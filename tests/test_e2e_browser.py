@@ -86,7 +86,6 @@ def server_env(tmp_path) -> dict[str, str]:
     require_default_model()
     env = {**os.environ, "CXR_APP_DATA": str(tmp_path / "app-data"),
            "CXR_WORKLIST_URL": f"sqlite:///{(tmp_path / 'worklist.db').as_posix()}"}
-    env.pop("CXR_MODELS", None)  # the default trained models
     return env
 
 
@@ -102,17 +101,53 @@ def browser() -> Iterator:
             chromium.close()
 
 
+SETTLED_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')
+    && !document.querySelector('[data-testid="stSkeleton"]')
+    && [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+        .every(chart => chart.querySelector('.main-svg'))"""
+
+
 def wait_idle(page, timeout_ms: int = 120_000) -> None:
-    """Wait until the app's script run has finished (the status widget shows no running state)."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+    """Wait until the script run has finished and every chart is drawn (the status widget shows up after a delay)."""
+    page.wait_for_timeout(400)
+    page.wait_for_function(SETTLED_JS, timeout=timeout_ms)
+
+
+def settled_after(page, heading: str, started: float) -> float:
+    """Seconds from ``started`` until the page's heading is shown and its charts are drawn; then waits for the run
+    to end (not counted)."""
+    page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+    page.wait_for_function(SETTLED_JS, timeout=120_000)
+    elapsed = time.perf_counter() - started
+    wait_idle(page)
+    return elapsed
 
 
 def open_and_time(page, url: str, heading: str) -> float:
+    """Load a URL (a new browser session) and time it."""
     started = time.perf_counter()
     page.goto(url)
-    page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
-    wait_idle(page)
-    return time.perf_counter() - started
+    return settled_after(page, heading, started)
+
+
+def click_page(page, title: str) -> float:
+    """Switch page through the sidebar (same session, as a user does) and time it."""
+    started = time.perf_counter()
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    return settled_after(page, title if title != "Review" else "Review chest X-rays", started)
+
+
+def find_case(page, patient_id: str, reviewer: str) -> None:
+    """The worklist table has the patient's row and the audit trail shows who created it.
+
+    (st.dataframe draws on a canvas; its accessible grid cells are in the DOM, hidden.)
+    """
+    for text in (patient_id, reviewer):
+        page.locator("td[role=gridcell]", has_text=text).first.wait_for(state="attached", timeout=60_000)
+
+
+def shoot(page, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def test_upload_flag_save_restart(server_env, browser, tmp_path, cxr_manifest, cxr_dir, sample_png):
@@ -120,44 +155,57 @@ def test_upload_flag_save_restart(server_env, browser, tmp_path, cxr_manifest, c
     timings: dict[str, float] = {}
     server = StreamlitServer(server_env, tmp_path / "streamlit.log").start()
     try:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
         timings["load Review (first, loads the models)"] = open_and_time(page, server.url, "Review chest X-rays")
 
         started = time.perf_counter()
         page.locator("input[type=file]").set_input_files(str(sample_png))
-        page.get_by_text("COVID-19 risk (consensus").wait_for(timeout=60_000)
-        page.get_by_text(re.compile(r"(FLAGGED|Not flagged) — risk")).first.wait_for()
+        page.get_by_text(re.compile(r"(FLAGGED|Not flagged) — risk")).first.wait_for(timeout=60_000)
         timings["upload -> verdict, 1 image"] = time.perf_counter() - started
+        page.get_by_text("COVID-19 risk (consensus").wait_for()
         wait_idle(page)
-        page.screenshot(path=str(SCREENSHOTS / "review.png"), full_page=True)
+        shoot(page, "review")
 
         page.get_by_label("Patient id (pseudonymous, no names)").fill("e2e-patient-1")
         page.get_by_label("Reviewer").fill("dr-e2e")
         page.get_by_text("Flag for quarantine follow-up").click()
         page.get_by_role("button", name="Save to worklist").click()
         page.get_by_text("Saved to the worklist as case #1").wait_for(timeout=30_000)
-        page.screenshot(path=str(SCREENSHOTS / "review-saved.png"), full_page=True)
+        wait_idle(page)
+        shoot(page, "review-saved")
 
-        for slug, heading in PAGES.items():
-            timings[f"load {heading}"] = open_and_time(page, f"{server.url}/{slug}", heading)
-            page.screenshot(path=str(SCREENSHOTS / f"{slug}.png"), full_page=True)
-        page.goto(f"{server.url}/worklist")
-        page.get_by_text("e2e-patient-1").first.wait_for(timeout=30_000)
+        for slug, title in PAGES.items():
+            timings[f"switch to {title}"] = click_page(page, title)
+            assert page.get_by_text("does not replace").first.is_visible()  # the disclaimer, on every page
+            shoot(page, slug)
+            if slug == "worklist":
+                find_case(page, "e2e-patient-1", "dr-e2e")
+            if slug == "progression":  # this session still holds the saved image: its thumbnail is shown
+                page.locator('[data-testid="stImage"]').first.wait_for(timeout=30_000)
+                started = time.perf_counter()
+                page.get_by_text("Reference data set").click()
+                page.locator('[data-testid="stImage"]').nth(1).wait_for(timeout=120_000)
+                wait_idle(page)
+                timings["progression: score a reference patient"] = time.perf_counter() - started
+                shoot(page, "progression-reference")
+        timings["switch back to Review (nothing rescored)"] = click_page(page, "Review")
+        page.get_by_text("Showing your last batch").wait_for()
 
         server.stop()
         server.start()
-        page.goto(f"{server.url}/worklist")
-        page.get_by_text("e2e-patient-1").first.wait_for(timeout=60_000)
-        page.screenshot(path=str(SCREENSHOTS / "worklist-after-restart.png"), full_page=True)
+        timings["load Worklist after restart"] = open_and_time(page, f"{server.url}/worklist", "Worklist")
+        find_case(page, "e2e-patient-1", "dr-e2e")
+        shoot(page, "worklist-after-restart")
 
-        batch = [cxr_dir / "images" / name for name in cxr_manifest["file"].iloc[:BATCH_SIZE]]
+        two_classes = cxr_manifest[cxr_manifest.label.isin(["COVID-19", "Normal"])].iloc[1:]
+        batch = [cxr_dir / "images" / name for name in two_classes.groupby("label").head(BATCH_SIZE // 2)["file"]]
         open_and_time(page, server.url, "Review chest X-rays")
         started = time.perf_counter()
         page.locator("input[type=file]").set_input_files([str(p) for p in batch])
         page.get_by_text(f"{BATCH_SIZE} images", exact=False).first.wait_for(timeout=300_000)
         timings[f"upload -> table, batch of {BATCH_SIZE}"] = time.perf_counter() - started
         wait_idle(page)
-        page.screenshot(path=str(SCREENSHOTS / "review-batch.png"), full_page=True)
+        shoot(page, "review-batch")
     finally:
         server.stop()
         (ARTIFACTS / "e2e-timings.json").write_text(json.dumps({k: round(v, 2) for k, v in timings.items()},

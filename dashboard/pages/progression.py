@@ -16,9 +16,9 @@ except ImportError:  # TODO(lead): the severity module's progression rule is not
 from core.datasets import DatasetError, load_dataset
 from core.inference import TriageModel
 from core.paths import default_data_dir, default_models_dir
+from core.training import ModelLoadError
 from dashboard import charts
 from dashboard.state import load_model, models_stamp, open_worklist, predictions_by_image_sha
-from core.training import ModelLoadError
 
 WORKLIST, REFERENCE = "Worklist", "Reference data set"
 THUMBNAILS_PER_ROW = 5
@@ -81,7 +81,9 @@ def show_thumbnails(series: pd.DataFrame, x: str) -> None:
     in_session = predictions_by_image_sha()
     columns = st.columns(THUMBNAILS_PER_ROW)
     for index, row in enumerate(series.itertuples()):
-        caption = f"{x.replace('_', ' ')} {series.at[index, x]} — risk {100 * row.risk:.0f}%"
+        when = series.at[index, x]
+        label = f"day {when:g}" if x == "offset_days" else (str(when) if x == "study_date" else f"study {when}")
+        caption = f"{label} — risk {100 * row.risk:.0f}%"
         if pd.notna(row.corona_score):
             caption += f", score {row.corona_score:.0f}"
         column = columns[index % THUMBNAILS_PER_ROW]

@@ -167,6 +167,9 @@ if uploads:
 elif st.session_state.get("review_batch"):
     # The uploader forgets its files when another page is shown; the scored batch is kept in the session.
     st.caption("Showing your last batch. Upload images to replace it.")
+    if st.button("Clear the batch", key="review_clear"):
+        st.session_state["review_batch"] = []
+        st.rerun()
 batch_keys = [k for k in st.session_state.get("review_batch", []) if k in prediction_cache()]
 if not batch_keys:
     st.info("Upload one or more frontal chest X-rays to see the COVID-19 risk.")
@@ -177,6 +180,9 @@ selected = batch_keys[0]
 if len(batch) > 1:
     table = batch_table(batch)
     flagged = int((table["verdict"] == "FLAGGED").sum())
+    for prediction in batch.values():
+        if prediction.error is not None:
+            st.error(f"{prediction.file}: {prediction.error}")
     st.markdown(f"**{len(table)} images**, {flagged} flagged, highest risk first.")
     st.dataframe(table.drop(columns="key"), hide_index=True, width="stretch", column_config={
         "risk %": st.column_config.ProgressColumn("risk %", min_value=0, max_value=100, format="%.1f%%")})

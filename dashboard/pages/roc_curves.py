@@ -34,7 +34,7 @@ def build_curves(report, models: list[str], stages: list[str], merged: bool, ave
                 thresholds = np.clip(np.asarray(roc["thresholds"], dtype=float), 0.0, 1.0)  # first is +inf
                 curves.append({"name": f"{label} merged, {_auc_text(result.pooled['AUC_pooled'])}",
                                "fpr": roc["fpr"], "tpr": roc["tpr"], "thresholds": thresholds,
-                               "colour": colour, "dash": dash, "steps": True})
+                               "colour": colour, "dash": dash})
             if averaged:
                 roc = result.roc["averaged"]
                 curves.append({"name": f"{label} averaged, {_auc_text(result.mean('AUC'), result.sd('AUC'))}",

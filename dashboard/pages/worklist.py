@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.models import MODEL_NAMES
 from core.worklist import NEXT_STATUSES, STATUSES, ConflictError, WorklistError, WorklistStore
 from dashboard.state import open_worklist
 
@@ -79,17 +80,21 @@ def case_panel(store: WorklistStore, cases: pd.DataFrame) -> None:
     except WorklistError as exc:
         st.error(str(exc))
         return
+    # the four models in the usual order (the store keeps them sorted by name)
+    per_model = sorted(case["per_model"].items(),
+                       key=lambda item: MODEL_NAMES.index(item[0]) if item[0] in MODEL_NAMES else len(MODEL_NAMES))
     corona = "—" if case["corona_score"] is None else f"{case['corona_score']:.0f} / 100"
     left, right = st.columns([2, 3])
     with left:
         st.markdown(f"**Risk** {100 * case['risk']:.0f}% (threshold {100 * case['threshold']:.0f}%)  \n"
                     f"**Corona score** {corona}  \n"
-                    f"**Per model** " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in case["per_model"].items())
+                    f"**Per model** " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in per_model)
                     + f"  \n**Model** {case.get('model_version') or '—'}")
         status_form(store, case)
     with right:
         st.markdown("**Audit trail**")
         trail = store.audit_trail(case_id)
+        trail["at"] = trail["at"].str.slice(0, 19).str.replace("T", " ")
         st.dataframe(trail.drop(columns=["id", "case_id"]), hide_index=True, width="stretch")
 
 
