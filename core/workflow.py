@@ -64,14 +64,18 @@ def load_feature_matrix(data_dir: str | os.PathLike, feature_set: str = "both", 
 def choose_test_source(sources: np.ndarray, y: np.ndarray, test_source: str | None) -> str:
     """The one source named (case-insensitive part of its name) that holds both labels.
 
-    Without a name, the only source holding both labels; several candidates are an error that lists them.
+    Without a name, the source holding both labels with the most images of its rarer label (the most balanced
+    test); a tie is an error that lists the candidates.
     """
     frame = pd.DataFrame({"source": sources, "y": y})
     both = sorted(s for s, g in frame.groupby("source") if g["y"].nunique() == 2)
     if test_source is None:
-        if len(both) == 1:
-            return both[0]
-        raise ValueError("--split source needs --test-source; sources holding both labels: " + "; ".join(both))
+        rarer = {s: int(frame.loc[frame["source"] == s, "y"].value_counts().min()) for s in both}
+        best = [s for s in both if rarer[s] == max(rarer.values(), default=0)]
+        if len(best) == 1:
+            return best[0]
+        raise ValueError("--split source needs --test-source; sources holding both labels: "
+                         + "; ".join(both or ["none"]))
     matches = [s for s in frame["source"].unique() if test_source.lower() in str(s).lower()]
     if len(matches) != 1:
         raise ValueError(f"--test-source {test_source!r} matches {len(matches)} sources "
