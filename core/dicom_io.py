@@ -25,7 +25,8 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from core.imaging import (ImageReadError, channels_differ, check_dimensions, describe_error, luma_601,
+from core.imaging import (COLOUR_PHOTO_NOTE, ImageReadError,
+                          channels_differ, check_dimensions, describe_error, luma_601,
                           rescale_to_unit)
 
 __all__ = ["decode_dicom", "dicom_metadata", "dicom_warnings", "RADIOGRAPH_MODALITIES", "LATERAL_VIEWS"]
@@ -154,7 +155,7 @@ def _display_pixels(frame: np.ndarray, dataset: Dataset, notes: list[str]) -> np
         frame = apply_color_lut(frame, dataset)  # indices -> RGB through the palette
     if frame.ndim == 3:  # RGB / YBR (pydicom converts YBR to RGB) / palette: secondary captures, photographs
         if channels_differ(frame):
-            notes.append("colour image whose channels differ (a photograph, not a radiograph?): converted to luma")
+            notes.append(COLOUR_PHOTO_NOTE)
         luma = luma_601(frame)  # 8-bit exactly value/255; deeper colour, like deep gray without a VOI: min-max
         return rescale_to_unit(luma, 0, 255) if luma.dtype == np.uint8 else rescale_to_unit(luma)
     if frame.dtype.kind in "ui" and frame.dtype.itemsize <= 2:

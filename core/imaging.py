@@ -24,9 +24,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["ImageReadError", "XRayImage", "read_image", "sanitize_filename", "MIN_SIDE", "MAX_PIXELS",
-           "SUPPORTED_SUFFIXES", "luma_601", "channels_differ", "rescale_to_unit", "check_dimensions",
+           "SUPPORTED_SUFFIXES", "COLOUR_PHOTO_NOTE",
+           "luma_601", "channels_differ", "rescale_to_unit", "check_dimensions",
            "describe_error"]
 
+# The warning a genuinely coloured image gets (the acceptance check looks for it).
+COLOUR_PHOTO_NOTE = "colour image whose channels differ (a photograph, not a radiograph?): converted to luma"
 MIN_SIDE = 64
 """Smallest accepted side in pixels: below it no lung field or texture can be measured."""
 
@@ -340,7 +343,8 @@ def _open_pillow(data: bytes, source: str) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
     except Image.DecompressionBombError as err:
-        raise ImageReadError(source, f"image too large: {err}") from err
+        raise ImageReadError(source, f"image too large (decompression bomb?): more than {MAX_PIXELS:,} pixels "
+                                     "declared in the header") from err
     except UnidentifiedImageError as err:
         if sniffed:
             raise ImageReadError(source, f"corrupt {sniffed} file (header unreadable or truncated)") from err
@@ -375,5 +379,5 @@ def _pillow_to_unit(image: Image.Image, notes: list[str]) -> np.ndarray:
         rgb = image.convert("RGB")  # palette, CMYK, YCbCr, LAB, HSV ...
     channels = np.asarray(rgb)
     if channels_differ(channels):
-        notes.append("colour image whose channels differ (a photograph, not a radiograph?): converted to luma")
+        notes.append(COLOUR_PHOTO_NOTE)
     return luma_601(channels).astype(np.float32) / np.float32(255)

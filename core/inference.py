@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from core.acceptance import refusal_reason
 from core.features import compute_image_features
 from core.imaging import ImageReadError, XRayImage, read_image
 from core.lungs import LungFields, find_lung_fields
@@ -122,6 +123,11 @@ class TriageModel:
         if not fields.quality.get("ok", True):
             warnings.append("lung fields not found where expected (" + _quality_reason(fields.quality)
                             + "): check that this is a frontal chest X-ray")
+        refusal = refusal_reason(image, fields, ood)
+        if refusal is not None:  # no risk at all rather than a number that means nothing
+            return Prediction(file=image.source, error=f"{image.source}: not scored — {refusal}", warnings=warnings,
+                              out_of_distribution=ood, sha256=image.sha256, metadata=dict(image.metadata),
+                              image=image, lung_fields=fields)
         prediction = Prediction(
             file=image.source, risk=risk, flagged=risk >= self.threshold, threshold=self.threshold,
             per_model=dict(zip(MODEL_NAMES, map(float, per_model[0]))), warnings=warnings, top_features=effects[:5],

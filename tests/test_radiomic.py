@@ -14,7 +14,8 @@ from core.imaging import read_image
 from core.lungs import ZONE_NAMES, find_lung_fields, thorax_normalised
 from core.radiomic import RADIOMIC_VERSION, radiomic_feature_names, radiomic_features
 
-N_PER_REGION = 32  # 7 intensity + 8 histogram + 5 GLCM + 10 LBP + 2 edge features
+N_PER_REGION = 22  # 7 intensity + 8 histogram + 5 GLCM + 2 edge features
+N_PATTERN = 7
 
 
 def as_vector(values: dict[str, float]) -> np.ndarray:
@@ -35,13 +36,16 @@ def normal_images(cxr_dir, cxr_manifest):
 def test_names_fixed_order_and_length():
     names = radiomic_feature_names()
     assert names == radiomic_feature_names()
-    assert len(names) == (1 + len(ZONE_NAMES)) * N_PER_REGION + 3 and len(set(names)) == len(names)
+    assert len(names) == (1 + len(ZONE_NAMES)) * N_PER_REGION + N_PATTERN + 2 and len(set(names)) == len(names)
     assert names[0] == "rad_lung_mean" and names[N_PER_REGION] == "rad_right_upper_mean"
     assert all(name.startswith("rad_") for name in names)
     for region in ("lung", *ZONE_NAMES):
         assert sum(name.startswith(f"rad_{region}_") for name in names) == N_PER_REGION
-    assert names[-3:] == ["rad_global_lung_area_fraction", "rad_global_left_right_ratio", "rad_global_quality_ok"]
-    assert RADIOMIC_VERSION == "1"
+    assert sum(name.startswith("rad_pattern_") for name in names) == N_PATTERN
+    assert names[-2:] == ["rad_global_left_right_ratio", "rad_global_quality_ok"]
+    # measured source carriers stay out (fine-scale LBP, lung share of the field of view)
+    assert not any("lbp" in name or "area_fraction" in name for name in names)
+    assert RADIOMIC_VERSION == "2"
 
 
 def test_deterministic_and_keyed_in_name_order():
@@ -59,8 +63,7 @@ def test_finite_and_in_range_for_real_normal_image(normal_images):
     assert np.isfinite(vector).all()
     for region in ("lung", *ZONE_NAMES):
         hist = [values[f"rad_{region}_hist{k}"] for k in range(8)]
-        lbp = [values[f"rad_{region}_lbp{k}"] for k in range(10)]
-        assert sum(hist) == pytest.approx(1.0) and sum(lbp) == pytest.approx(1.0)
+        assert sum(hist) == pytest.approx(1.0)
         assert 0.0 <= values[f"rad_{region}_p10"] <= values[f"rad_{region}_p50"] <= values[f"rad_{region}_p90"] <= 1.0
         assert 0.0 <= values[f"rad_{region}_canny_density"] <= 1.0
     assert values["rad_global_quality_ok"] == 1.0
@@ -135,7 +138,7 @@ def test_intensity_and_glcm_use_only_pixels_inside_the_region():
         for name in region_only:
             assert after[f"rad_{region}_{name}"] == pytest.approx(before[f"rad_{region}_{name}"]), (region, name)
     # the scrambling is visible to the features that look across the border (LBP neighbours, Canny blur)
-    assert any(after[f"rad_lung_{name}"] != before[f"rad_lung_{name}"] for name in ("lbp0", "lbp9", "canny_density"))
+    assert any(after[f"rad_lung_{name}"] != before[f"rad_lung_{name}"] for name in ("sobel_mean", "canny_density"))
 
 
 def test_empty_lung_mask_gives_nan_region_features_only():
@@ -143,5 +146,45 @@ def test_empty_lung_mask_gives_nan_region_features_only():
     fields = find_lung_fields(pixels)
     empty = dataclasses.replace(fields, mask=np.zeros_like(fields.mask), zones=np.zeros_like(fields.zones))
     values = radiomic_features(pixels, empty)
-    assert np.isnan([values[name] for name in radiomic_feature_names()[:-3]]).all()
-    assert np.isfinite(values["rad_global_lung_area_fraction"])
+    assert np.isnan([values[name] for name in radiomic_feature_names()[:-2]]).all()
+    assert np.isfinite(values["rad_global_left_right_ratio"])  # globals come from the (unchanged) quality dict
+
+
+def _with_image(fields, image):
+    return dataclasses.replace(fields, image=image.astype(np.float32))
+
+
+def test_pattern_basal_opacity_raises_lower_minus_upper_of_that_lung_only(normal_images):
+    fields = find_lung_fields(normal_images[0])
+    before = radiomic_features(normal_images[0], fields)
+    lower = fields.zones == ZONE_NAMES.index("left_lower") + 1
+    after = radiomic_features(normal_images[0], _with_image(fields, np.clip(fields.image + 0.2 * lower, 0, 1)))
+    assert after["rad_pattern_lower_minus_upper_left"] - before["rad_pattern_lower_minus_upper_left"] > 0.1
+    assert after["rad_pattern_lower_minus_upper_right"] == pytest.approx(before["rad_pattern_lower_minus_upper_right"])
+    assert after["rad_pattern_asymmetry_lower"] != pytest.approx(before["rad_pattern_asymmetry_lower"])
+    assert after["rad_pattern_asymmetry_upper"] == pytest.approx(before["rad_pattern_asymmetry_upper"])
+
+
+def test_pattern_peripheral_opacity_raises_periphery_minus_centre(normal_images):
+    fields = find_lung_fields(normal_images[1])
+    before = radiomic_features(normal_images[1], fields)
+    columns = np.arange(fields.image.shape[1])[None, :]
+    far = fields.mask & (columns < fields.midline) & (np.abs(columns - fields.midline) > 0.6 * fields.midline)
+    after = radiomic_features(normal_images[1], _with_image(fields, np.clip(fields.image + 0.2 * far, 0, 1)))
+    assert after["rad_pattern_periphery_minus_centre_right"] - before["rad_pattern_periphery_minus_centre_right"] > 0.05
+    assert after["rad_pattern_periphery_minus_centre_left"] == pytest.approx(
+        before["rad_pattern_periphery_minus_centre_left"])
+
+
+def test_pattern_is_invariant_to_a_uniform_lung_shift_and_mirroring():
+    """Within-image differences: a uniform brightening of the lungs changes none, a left-right mirror keeps asymmetry."""
+    pixels, _ = chest_phantom(300, 260, seed=9)
+    fields = find_lung_fields(pixels)
+    names = [name for name in radiomic_feature_names() if name.startswith("rad_pattern_")]
+    base = radiomic_features(pixels, fields)
+    shifted = radiomic_features(pixels, _with_image(fields, fields.image + 0.05 * fields.mask))
+    np.testing.assert_allclose([shifted[n] for n in names], [base[n] for n in names], atol=1e-5)
+    mirrored = radiomic_features(pixels[:, ::-1].copy())
+    for level in ("upper", "middle", "lower"):
+        assert np.isfinite(base[f"rad_pattern_asymmetry_{level}"])
+        assert mirrored[f"rad_pattern_asymmetry_{level}"] == pytest.approx(base[f"rad_pattern_asymmetry_{level}"], abs=0.03)
