@@ -50,7 +50,16 @@ def selection_table(report: EvaluationReport) -> pd.DataFrame:
     return frame.rename_axis(f"feature (repeats kept, of {report.repeats})").reset_index()
 
 
+SOURCE_CHECK_NOTE = (
+    "**Shortcut check.** Trained on the other hospitals, tested on one held-out hospital. An AUC near or below 0.5 "
+    "means the models learned the hospital, not the disease: on the reference data no feature set passes this "
+    "check, so the other splits overstate what the models would do in a new hospital. With 22 test images (mostly "
+    "AP COVID-19 vs PA Normal) an AUC is uncertain by about ±0.2.")
+
+
 def show_report(report: EvaluationReport, key: str) -> None:
+    if report.split == "source":
+        st.warning(SOURCE_CHECK_NOTE)
     st.dataframe(score_table(report), hide_index=True, width="stretch")
     st.caption("AUC: mean over repeats; other scores: predictions pooled over repeats; ± sd over repeats. "
                "COVID-19 is the positive class.")
