@@ -149,6 +149,43 @@ def cmd_predict(args) -> int:
     return 1 if any(p.error for p in predictions) else 0
 
 
+def cmd_score(args) -> int:
+    from core.imaging import ImageReadError, read_image
+    from core.lungs import ZONE_NAMES
+    from core.training import ModelLoadError, load_artifacts
+
+    try:
+        model = load_artifacts(args.models)[0].get("severity.joblib")
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if model is None:
+        print(f"error: the models in {args.models} have no severity model (severity.joblib); retrain them with "
+              f"`python -m core train --data ../shared/data/cxr --out {args.models}`", file=sys.stderr)
+        return 2
+    records = []
+    for path in args.images:
+        try:
+            image = read_image(str(path), name=Path(path).name)
+        except ImageReadError as exc:
+            records.append({"file": exc.source or Path(path).name, "error": str(exc)})
+            continue
+        records.append({"file": image.source, **model.assess(image.pixels).to_json()})
+    if args.json:
+        print(json.dumps(records, indent=2))
+    else:
+        for record in records:
+            if "error" in record:
+                print(f"{record['file']}: ERROR {record['error']}")
+                continue
+            grades = " ".join(f"{''.join(w[0].upper() for w in zone.split('_'))} {record['zones'][zone]}"
+                              for zone in ZONE_NAMES)
+            print(f"{record['file']}: corona score {record['corona_score']:.0f}/100 — zone grades {grades} "
+                  f"(total {record['zone_total']}/18); extent {record['geographic_extent']:.1f}/8, "
+                  f"opacity {record['opacity']:.1f}/6, affected {record['affected_fraction']:.0%}")
+    return 1 if any("error" in record for record in records) else 0
+
+
 def cmd_bench(args) -> int:
     from core.bench import format_bench, run_bench
 
@@ -203,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print one JSON array")
     predict.add_argument("--scheduler", default=None, metavar="ADDRESS")
     predict.set_defaults(func=cmd_predict)
+
+    score = commands.add_parser("score", help="corona score (lung-zone severity) of chest X-ray files")
+    score.add_argument("images", nargs="+", type=Path)
+    score.add_argument("--models", type=Path, default=default_models_dir())
+    score.add_argument("--json", action="store_true", help="print one JSON array")
+    score.set_defaults(func=cmd_score)
 
     bench = commands.add_parser("bench", help="speed and memory figures (features, ndf vs ours, predict, evaluate)")
     _add_common(bench, features=False)

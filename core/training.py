@@ -15,6 +15,7 @@ import os
 import platform
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 from joblib import Parallel, delayed
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
@@ -77,7 +79,10 @@ def out_of_fold_probabilities(X: pd.DataFrame, y: np.ndarray, groups: np.ndarray
 def _fit_pipeline(name: str, X: pd.DataFrame, y: np.ndarray, preset: str, select_k: int | None,
                   random_state: int, X_test: pd.DataFrame | None = None):
     """Fit one model's pipeline; with ``X_test``, also its P(COVID-19) there (a joblib task)."""
-    model = make_pipeline(name, preset=preset, select_k=select_k, random_state=random_state).fit(X, y)
+    with warnings.catch_warnings():
+        # The tuned MLP stops at its iteration cap with a flat loss (see core.models); the evaluation counts these.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = make_pipeline(name, preset=preset, select_k=select_k, random_state=random_state).fit(X, y)
     return model, (model.predict_proba(X_test)[:, 1] if X_test is not None else None)
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from core.datasets import LABEL_COVID, binary_subset, load_dataset, summarize
 from core.evaluation import EvaluationReport, evaluate
 from core.features import extract_features
+from core.severity import fit_severity_model
 from core.training import data_fingerprint, fit_final_models, save_artifacts
 
 Progress = Callable[[float, str], None]
@@ -123,6 +124,13 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
     artifacts, consensus = fit_final_models(matrix.X, matrix.y, matrix.groups, preset=preset, select_k=select_k,
                                             target_sensitivity=target_sensitivity, random_state=random_state,
                                             n_jobs=n_jobs, progress=lambda f, m: say(0.3 + 0.3 * f, m))
+    say(0.6, "severity model (corona score)")
+    try:  # every labelled image (other findings too) feeds the severity model; it needs the expert scores
+        severity_model, severity = fit_severity_model(load_dataset(data_dir).table, n_jobs=n_jobs,
+                                                      random_state=random_state)
+        artifacts["severity.joblib"] = severity_model
+    except ValueError as exc:  # e.g. a data set without expert scores: the classifiers are still saved
+        severity = {"error": str(exc)}
     evaluations, side_files = {}, {}
     for index, split in enumerate(evaluate_splits):
         if split == "patient" and not matrix.has_patient_ids or split == "source" and matrix.sources is None:
@@ -148,6 +156,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
         "feature_names": list(matrix.X.columns),
         "consensus": consensus,
         "evaluation": evaluations,
+        "severity": severity,
     }
     out_dir = save_artifacts(out_dir, artifacts, report, side_files)
     say(1.0, "saved")

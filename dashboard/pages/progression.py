@@ -9,13 +9,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-try:
-    from core.severity import trend as severity_trend
-except ImportError:  # TODO(lead): the severity module's progression rule is not in this checkout yet
-    severity_trend = None
 from core.datasets import DatasetError, load_dataset
 from core.inference import TriageModel
 from core.paths import default_data_dir, default_models_dir
+from core.severity import trend as severity_trend
 from core.training import ModelLoadError
 from dashboard import charts
 from dashboard.state import load_model, models_stamp, open_worklist, predictions_by_image_sha
@@ -69,11 +66,13 @@ def show_trend(series: pd.DataFrame, x: str) -> None:
     if len(scored) < 2:
         st.info("A trend needs at least two images with a corona score.")
         return
-    if severity_trend is None:
-        st.caption("Trend verdict: not available (core.severity.trend is missing in this version).")
-        return
     verdict = severity_trend(scored.rename(columns={x: "time"})[["time", "corona_score"]])
     st.metric("Trend", str(verdict["verdict"]))
+    if "change" in verdict:
+        st.caption(f"Fitted change first → last image: {verdict['change']:+.1f} points "
+                   f"(needed beyond ±{verdict['threshold']:.1f}).")
+    elif "reason" in verdict:
+        st.caption(verdict["reason"])
     st.caption(f"Rule: {verdict['rule']}")
 
 
