@@ -29,6 +29,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
 import core
+from core.features import file_sha256
 from core.consensus import ConsensusCalibrator, OutOfDistributionDetector, operating_point, \
     threshold_for_sensitivity
 from core.models import MODEL_NAMES, make_pipeline
@@ -125,14 +126,6 @@ def selected_feature_names(pipeline) -> list[str]:
     return [str(n) for n in pipeline[:-1].get_feature_names_out()]
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_artifacts(out_dir: str | os.PathLike, artifacts: dict, report: dict,
                    side_files: dict[str, str] | None = None) -> Path:
     """Write the pickles, ``report.json`` and text side files (evaluation reports) into a fresh folder, then swap
@@ -145,7 +138,7 @@ def save_artifacts(out_dir: str | os.PathLike, artifacts: dict, report: dict,
         files = {}
         for name, obj in artifacts.items():
             joblib.dump(obj, staging / name, compress=3)
-            files[name] = sha256_of(staging / name)
+            files[name] = file_sha256(staging / name)
         for name, text in (side_files or {}).items():
             (staging / name).write_text(text)
         report = {**report, "files": files, "versions": environment_versions()}
@@ -206,7 +199,7 @@ def load_artifacts(models_dir: str | os.PathLike, *, check_versions: bool = True
         path = (root / name).resolve()
         if path.parent != root or not path.is_file():
             raise ModelLoadError(f"{name}: listed in {REPORT_NAME} but not a file inside {root}; refusing to load")
-        actual = sha256_of(path)
+        actual = file_sha256(path)
         if actual != expected:
             raise ModelLoadError(f"{path}: SHA-256 {actual[:12]}… does not match the training report "
                                  f"({expected[:12]}…); the file was changed after training — refusing to load it")
