@@ -1,27 +1,18 @@
-"""CXR triage core: everything scientific and data-related.
+"""CXR triage core: everything scientific and data-related, laid out along the path an image takes.
 
-Modules (one topic each):
+- ``paths``, ``progress``, ``labels``  configuration, the progress-callback type, the label vocabulary
+- ``io/``          file -> image: PNG/JPEG/TIFF/DICOM readers, pixel helpers, labelled data sets
+- ``lungs/``       image -> lung fields (outline, masks) and the six Brixia zones
+- ``features/``    image + lungs -> features: SqueezeNet embedding, radiomic, zone features, blocks, cache
+- ``learn/``       features -> the four models, Orange-faithful preprocessing, consensus, flag rule, artifacts
+- ``evaluation/``  splits, metrics, repeated evaluation and its report
+- ``severity/``    lungs + zone features -> corona score, fitting, noise, progression
+- ``worklist/``    flagged cases in a database, with an audit trail
+- ``triage/``      one image -> acceptance check, risk, flag, corona score (what CLI and dashboard call)
+- ``workflow``     data set -> features -> evaluation / saved models (shared by CLI and dashboard)
+- ``cli``, ``bench``  ``python -m core ...`` and its benchmarks
 
-- ``imaging``      read PNG/JPEG/TIFF/DICOM into a normalised grayscale array
-- ``datasets``     manifest / class-folder data sets and their summary
-- ``embedding``    SqueezeNet embedding as Orange computes it (fast numpy forward)
-- ``lungs``        classical lung-field localisation and the six Brixia zones (outline internals: ``lung_outline``)
-- ``radiomic``     intensity / texture / edge features on the lung fields
-- ``features``     feature-set orchestration, parallel extraction, content-hash cache
-- ``preprocessing`` Orange-faithful transformers (missing-value filter, info-gain selection)
-- ``models``       the four classifiers as scikit-learn pipelines (Orange and tuned presets)
-- ``splits``       repeated random, patient-grouped and source splits
-- ``metrics``      AUC, CA, F1, precision, recall, sensitivity/specificity, confusion matrices, ROC points
-- ``evaluation``   the four models × before/after over repeated splits (report dataclasses: ``evaluation_report``)
-- ``consensus``    calibrated consensus risk, flag threshold, out-of-distribution check
-- ``workflow``     data set → features → evaluation / saved models (shared by CLI and dashboard)
-- ``inference``    one image → risk, flag, per-model probabilities, warnings, corona score
-- ``bench``        speed and memory figures (``python -m core bench``)
-- ``dicom_io``     DICOM decoding (modality LUT, VOI LUT/window, MONOCHROME1)
-- ``severity``     corona score (lung-zone severity) and patient progression
-- ``training``     fit, calibrate, save and verify the default models
-- ``worklist``     SQLAlchemy store of flagged cases with an audit trail
-- ``cli``          ``python -m core ...``
+Imports only go from a later stage to an earlier one (``tests/architecture/test_layout.py`` checks it).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

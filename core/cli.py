@@ -12,6 +12,8 @@ from pathlib import Path
 
 import joblib
 
+from core.evaluation.splits import SPLITS
+from core.learn.models import PRESETS
 from core.paths import default_cache_dir, default_data_dir, default_models_dir
 
 
@@ -56,7 +58,7 @@ def _add_common(parser: argparse.ArgumentParser, *, data: bool = True, features:
 
 
 def cmd_summary(args) -> int:
-    from core.datasets import format_summary, load_dataset, summarize
+    from core.io.datasets import format_summary, load_dataset, summarize
 
     summary = summarize(load_dataset(args.data))
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
@@ -64,8 +66,8 @@ def cmd_summary(args) -> int:
 
 
 def cmd_features(args) -> int:
-    from core.datasets import load_dataset
-    from core.features import extract_features
+    from core.features.blocks import extract_features
+    from core.io.datasets import load_dataset
 
     dataset = load_dataset(args.data, allow_unlabelled=True)
     with execution_backend(args.scheduler):
@@ -85,7 +87,7 @@ def cmd_features(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from core.evaluation import format_table
+    from core.evaluation.evaluate import format_table
     from core.workflow import load_feature_matrix, run_evaluation
 
     started = time.perf_counter()
@@ -120,17 +122,29 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_predict(args) -> int:
-    from core.inference import TriageModel
-    from core.training import ModelLoadError
+def _load_triage_model(models_dir, *, risk: bool = True):
+    """The saved models (``risk=False``: only what the corona score needs), or None after printing why not."""
+    from core.learn.artifacts import ModelLoadError
+    from core.triage.model import TriageModel
 
     try:
-        model = TriageModel.load(args.models)
+        return TriageModel.load(models_dir, risk=risk)
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _score_files(model, images: list[Path], scheduler: str | None):
+    """Read, check and score every file through the one triage path (unreadable or refused files get an error)."""
+    with execution_backend(scheduler):
+        return model.predict_many([str(p) for p in images], names=[Path(p).name for p in images])
+
+
+def cmd_predict(args) -> int:
+    model = _load_triage_model(args.models)
+    if model is None:
         return 2
-    with execution_backend(args.scheduler):
-        predictions = model.predict_many([str(p) for p in args.images], names=[Path(p).name for p in args.images])
+    predictions = _score_files(model, args.images, args.scheduler)
     if args.json:
         print(json.dumps([p.to_json() for p in predictions], indent=2))
     else:
@@ -150,27 +164,18 @@ def cmd_predict(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from core.imaging import ImageReadError, read_image
-    from core.lungs import ZONE_NAMES
-    from core.training import ModelLoadError, load_artifacts
+    from core.lungs.zones import ZONE_NAMES
 
-    try:
-        model = load_artifacts(args.models)[0].get("severity.joblib")
-    except ModelLoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    model = _load_triage_model(args.models, risk=False)
     if model is None:
+        return 2
+    if model.severity_model is None:
         print(f"error: the models in {args.models} have no severity model (severity.joblib); retrain them with "
               f"`python -m core train --data ../shared/data/cxr --out {args.models}`", file=sys.stderr)
         return 2
-    records = []
-    for path in args.images:
-        try:
-            image = read_image(str(path), name=Path(path).name)
-        except ImageReadError as exc:
-            records.append({"file": exc.source or Path(path).name, "error": str(exc)})
-            continue
-        records.append({"file": image.source, **model.assess(image.pixels).to_json()})
+    records = [{"file": p.file, "error": p.error} if p.error else
+               {"file": p.file, **p.severity, "warnings": p.warnings}
+               for p in _score_files(model, args.images, args.scheduler)]
     if args.json:
         print(json.dumps(records, indent=2))
     else:
@@ -183,6 +188,8 @@ def cmd_score(args) -> int:
             print(f"{record['file']}: corona score {record['corona_score']:.0f}/100 — zone grades {grades} "
                   f"(total {record['zone_total']}/18); extent {record['geographic_extent']:.1f}/8, "
                   f"opacity {record['opacity']:.1f}/6, affected {record['affected_fraction']:.0%}")
+            for warning in record["warnings"]:
+                print(f"    warning: {warning}")
     return 1 if any("error" in record for record in records) else 0
 
 
@@ -216,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="the four models before/after feature selection")
     _add_common(evaluate)
     _add_model_options(evaluate)
-    evaluate.add_argument("--split", choices=("patient", "random", "source"), default=None,
+    evaluate.add_argument("--split", choices=SPLITS, default=None,
                           help="patient-grouped (default when patient ids exist), stratified random (Orange), "
                                "or train on other sources and test on --test-source")
     evaluate.add_argument("--test-source", default=None, help="with --split source: part of a source name")
@@ -245,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("images", nargs="+", type=Path)
     score.add_argument("--models", type=Path, default=default_models_dir())
     score.add_argument("--json", action="store_true", help="print one JSON array")
+    score.add_argument("--scheduler", default=None, metavar="ADDRESS")
     score.set_defaults(func=cmd_score)
 
     bench = commands.add_parser("bench", help="speed and memory figures (features, ndf vs ours, predict, evaluate)")
@@ -259,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=("tuned", "orange"), default="tuned",
+    parser.add_argument("--preset", choices=PRESETS, default="tuned",
                         help="hyperparameters: tuned (default) or Orange's widget defaults")
     parser.add_argument("--select", type=int, default=10, help="features kept by information gain (default 10)")
     parser.add_argument("--repeats", type=int, default=10, help="repeats of the random sampling (default 10)")

@@ -32,3 +32,9 @@ def default_cache_dir() -> Path:
     """Per-image feature cache: ``$CXR_CACHE`` or ``<app data>/feature-cache``."""
     env = os.environ.get("CXR_CACHE")
     return Path(env) if env else app_data_dir() / "feature-cache"
+
+
+def portable_path(path: str | os.PathLike) -> str:
+    """A path to record in a committed file: relative to the repository (``../shared/data/cxr``), never an
+    absolute path of the machine that wrote it."""
+    return Path(os.path.relpath(Path(path).resolve(), REPO_ROOT)).as_posix()

@@ -8,21 +8,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core.datasets import LABEL_COVID, binary_subset, load_dataset, summarize
-from core.evaluation import EvaluationReport, evaluate
-from core.features import extract_features
-from core.severity import fit_severity_model
-from core.training import data_fingerprint, fit_final_models, save_artifacts
-
-Progress = Callable[[float, str], None]
-SPLITS = ("patient", "random", "source")
+from core.evaluation.evaluate import EvaluationReport, evaluate
+from core.evaluation.splits import SPLITS
+from core.features.blocks import extract_features
+from core.io.datasets import binary_subset, load_dataset, summarize
+from core.labels import LABEL_COVID
+from core.learn.artifacts import save_artifacts
+from core.learn.training import data_fingerprint, fit_final_models
+from core.paths import portable_path
+from core.progress import Progress
+from core.severity.fitting import fit_severity_model
 
 
 @dataclass
@@ -148,11 +148,11 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "feature_set": feature_set, "preset": preset, "select_k": select_k, "random_state": random_state,
         "target": LABEL_COVID,
-        "data": {"root": str(Path(data_dir).resolve()), "fingerprint": data_fingerprint(
+        "data": {"root": portable_path(data_dir), "fingerprint": data_fingerprint(
                      matrix.shas, matrix.table["label"].tolist()),
                  "n_images": int(len(matrix.y)), "n_covid": int(matrix.y.sum()),
                  "n_patients": int(pd.Series(matrix.groups).nunique()), "unreadable": matrix.errors,
-                 "summary": matrix.summary},
+                 "summary": {**matrix.summary, "root": portable_path(data_dir)}},
         "feature_names": list(matrix.X.columns),
         "consensus": consensus,
         "evaluation": evaluations,

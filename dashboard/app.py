@@ -5,17 +5,9 @@ One entrypoint, one page module per task in ``dashboard/pages/``. Pages draw; al
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-# `streamlit run dashboard/app.py` puts only dashboard/ on sys.path; core/ and dashboard/ live one level up.
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-import streamlit as st  # noqa: E402
-
-from dashboard.state import DISCLAIMER  # noqa: E402
+from dashboard.state import DISCLAIMER  # core and dashboard are installed by requirements.txt (`-e .`)
 
 st.set_page_config(page_title="CXR COVID-19 triage", page_icon="🫁", layout="wide")
 

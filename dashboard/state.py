@@ -12,12 +12,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.evaluation import EvaluationReport
-from core.inference import Prediction, TriageModel
+from core.evaluation.evaluate import EvaluationReport
+from core.evaluation.splits import SPLITS
+from core.learn.artifacts import REPORT_NAME, ModelLoadError
 from core.paths import default_cache_dir, default_data_dir, default_models_dir
-from core.training import REPORT_NAME, ModelLoadError
-from core.workflow import SPLITS, evaluation_file_name, train
-from core.worklist import WorklistError, WorklistStore, default_database_url
+from core.triage.model import Prediction, TriageModel
+from core.workflow import evaluation_file_name, train
+from core.worklist.store import WorklistError, WorklistStore, default_database_url
 
 DISCLAIMER = ("**Research use only.** This tool supports, and does not replace, a radiologist's reading "
               "of the image. Not a medical device.")

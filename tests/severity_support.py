@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from chest_phantom import chest_phantom
-from core.lungs import find_lung_fields
-from core.severity import SeverityModel, zone_feature_table, zone_features
+
+from core.features.zones import zone_feature_table, zone_features
+from core.lungs.fields import find_lung_fields
+from core.severity.model import SeverityModel
 
 MAX_DENSITY = 0.35  # grey levels added by the densest phantom opacity (lungs 0.28, soft tissue 0.65)
 

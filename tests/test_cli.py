@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from core.models import MODEL_NAMES
+from core.learn.models import MODEL_NAMES
 from core.paths import REPO_ROOT
 
 

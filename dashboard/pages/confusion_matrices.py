@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.models import MODEL_NAMES, STAGES
+from core.learn.models import MODEL_NAMES, STAGES
 from dashboard import charts
 from dashboard.state import STAGE_LABELS, choose_report
 

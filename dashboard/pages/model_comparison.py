@@ -8,13 +8,14 @@ import math
 import pandas as pd
 import streamlit as st
 
-from core.datasets import DatasetError
-from core.evaluation import EvaluationReport
-from core.features import FEATURE_SETS
-from core.metrics import METRICS
+from core.evaluation.evaluate import EvaluationReport
+from core.evaluation.metrics import METRICS
+from core.evaluation.splits import SPLITS
+from core.features.blocks import FEATURE_SETS
+from core.io.datasets import DatasetError
+from core.learn.artifacts import ModelLoadError, read_report
 from core.paths import default_cache_dir, default_data_dir, default_models_dir
-from core.training import ModelLoadError, read_report
-from core.workflow import SPLITS, load_feature_matrix, run_evaluation
+from core.workflow import load_feature_matrix, run_evaluation
 from dashboard import charts
 from dashboard.state import CUSTOM_RUNS_KEY, STAGE_LABELS, choose_report
 

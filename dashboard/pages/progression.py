@@ -9,13 +9,18 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.datasets import DatasetError, load_dataset
-from core.inference import TriageModel
+from core.io.datasets import DatasetError, load_dataset
+from core.learn.artifacts import ModelLoadError
 from core.paths import default_data_dir, default_models_dir
-from core.severity import trend as severity_trend
-from core.training import ModelLoadError
+from core.severity.progression import trend as severity_trend
+from core.triage.model import TriageModel
 from dashboard import charts
-from dashboard.state import load_model, models_stamp, open_worklist, predictions_by_image_sha
+from dashboard.state import (
+    load_model,
+    models_stamp,
+    open_worklist,
+    predictions_by_image_sha,
+)
 
 WORKLIST, REFERENCE = "Worklist", "Reference data set"
 THUMBNAILS_PER_ROW = 5

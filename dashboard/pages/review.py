@@ -10,11 +10,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.inference import Prediction, TriageModel
-from core.lungs import ZONE_NAMES, overlay_rgb
-from core.worklist import WorklistError
+from core.lungs.zones import ZONE_NAMES
+from core.triage.model import Prediction, TriageModel
+from core.worklist.store import WorklistError
 from dashboard import charts
-from dashboard.state import model_version, open_worklist, prediction_cache, require_model
+from dashboard.overlay import overlay_rgb
+from dashboard.state import (
+    model_version,
+    open_worklist,
+    prediction_cache,
+    require_model,
+)
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom", "tif", "tiff"]
 DECISIONS = ("Flag for quarantine follow-up", "Not flagged")

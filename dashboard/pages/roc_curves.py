@@ -8,7 +8,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from core.models import MODEL_NAMES, STAGES
+from core.learn.models import MODEL_NAMES, STAGES
 from dashboard import charts
 from dashboard.state import STAGE_LABELS, choose_report
 

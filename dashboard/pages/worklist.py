@@ -5,8 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.models import MODEL_NAMES
-from core.worklist import NEXT_STATUSES, STATUSES, ConflictError, WorklistError, WorklistStore
+from core.learn.flag import is_flagged
+from core.learn.models import MODEL_NAMES
+from core.worklist.store import (
+    NEXT_STATUSES,
+    STATUSES,
+    ConflictError,
+    WorklistError,
+    WorklistStore,
+)
 from dashboard.state import open_worklist
 
 ALL = "all"
@@ -36,7 +43,7 @@ def display_table(cases: pd.DataFrame) -> pd.DataFrame:
     shown = cases.copy()
     shown["created_at"] = shown["created_at"].str.slice(0, 19).str.replace("T", " ")
     shown["risk %"] = (100 * shown["risk"]).round(1)
-    shown["model flag"] = shown["risk"] >= shown["threshold"]
+    shown["model flag"] = is_flagged(shown["risk"], shown["threshold"])
     return shown[list(SHOWN_COLUMNS)].rename(columns=SHOWN_COLUMNS)
 
 

@@ -1,0 +1,94 @@
+"""From four model probabilities to one calibrated risk, a flag, and an out-of-distribution check.
+
+- :class:`ConsensusCalibrator` averages the four models' COVID-19 probabilities and maps the average to a calibrated
+  risk with Platt scaling (a logistic regression on the logit of the average). It is fitted on *out-of-fold*
+  predictions, because in-sample probabilities of a random forest or a kNN are overconfident.
+- The flag threshold chosen on those out-of-fold risks lives in :mod:`core.learn.flag`.
+- :class:`OutOfDistributionDetector` says when an image is unlike every training image (distance to its nearest
+  training neighbours in a standardised, PCA-reduced feature space, against the 99th percentile of the same
+  distance among the training images themselves).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.decomposition import PCA
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import NearestNeighbors
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+_EPS = 1e-6
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+class ConsensusCalibrator(BaseEstimator):
+    """Mean of the models' probabilities, Platt-scaled.
+
+    Parameters
+    ----------
+    C : float
+        Inverse regularisation of the Platt logistic regression (large: almost unregularised, as Platt).
+    """
+
+    def __init__(self, C: float = 100.0):
+        self.C = C
+
+    def fit(self, model_probabilities: np.ndarray, y: np.ndarray) -> "ConsensusCalibrator":
+        """``model_probabilities``: (n_images, n_models) out-of-fold P(COVID-19); ``y``: 1 = COVID-19."""
+        mean = np.asarray(model_probabilities, dtype=float).mean(axis=1)
+        self.platt_ = LogisticRegression(C=self.C).fit(_logit(mean)[:, None], np.asarray(y))
+        return self
+
+    def predict_risk(self, model_probabilities: np.ndarray) -> np.ndarray:
+        """Calibrated P(COVID-19), shape (n_images,)."""
+        mean = np.atleast_2d(np.asarray(model_probabilities, dtype=float)).mean(axis=1)
+        return self.platt_.predict_proba(_logit(mean)[:, None])[:, 1]
+
+
+class OutOfDistributionDetector(BaseEstimator):
+    """Distance of an image's features to the training images.
+
+    Parameters
+    ----------
+    n_components : int
+        PCA components kept after standardisation (noise dimensions would swamp the distance).
+    n_neighbors : int
+        The distance is the mean over this many nearest training images.
+    quantile : float
+        Training images' own (leave-one-out) distances above this quantile count as unusual.
+    """
+
+    def __init__(self, n_components: int = 20, n_neighbors: int = 5, quantile: float = 0.99,
+                 random_state: int = 42):
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.quantile = quantile
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "OutOfDistributionDetector":
+        X = np.asarray(X, dtype=float)
+        n_components = min(self.n_components, X.shape[0] - 1, X.shape[1])
+        self.embedder_ = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+                                       PCA(n_components=n_components, random_state=self.random_state))
+        reduced = self.embedder_.fit_transform(X)
+        self.neighbors_ = NearestNeighbors(n_neighbors=self.n_neighbors + 1).fit(reduced)
+        distances, _ = self.neighbors_.kneighbors(reduced)
+        own = distances[:, 1:].mean(axis=1)  # column 0 is the image itself
+        self.threshold_ = float(np.quantile(own, self.quantile))
+        return self
+
+    def distance_ratio(self, X: np.ndarray) -> np.ndarray:
+        """Distance relative to the threshold (> 1: unlike the training images), shape (n_images,)."""
+        reduced = self.embedder_.transform(np.atleast_2d(np.asarray(X, dtype=float)))
+        distances, _ = self.neighbors_.kneighbors(reduced, n_neighbors=self.n_neighbors)
+        return distances.mean(axis=1) / self.threshold_
+
+    def is_outlier(self, X: np.ndarray) -> np.ndarray:
+        return self.distance_ratio(X) > 1.0

@@ -1,0 +1,89 @@
+"""Saved models: fit, calibrate, save, reload, and refuse anything that is not what training wrote."""
+
+from __future__ import annotations
+
+import json
+
+import joblib
+import numpy as np
+import pytest
+
+from core.bench import synthetic_features
+from core.learn.artifacts import (
+    ModelLoadError,
+    environment_versions,
+    load_artifacts,
+    model_file_name,
+    save_artifacts,
+)
+from core.learn.models import MODEL_NAMES
+from core.learn.training import fit_final_models
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y, groups = synthetic_features(160, 40)
+    artifacts, summary = fit_final_models(X, y, groups, n_jobs=1)
+    return X, y, artifacts, summary
+
+
+def _save(tmp_path, fitted):
+    X, y, artifacts, summary = fitted
+    return save_artifacts(tmp_path / "models", artifacts, {"feature_names": list(X.columns), "consensus": summary},
+                          {"evaluation-patient.json": "{}"})
+
+
+def test_threshold_reaches_target_out_of_fold(fitted):
+    _, _, _, summary = fitted
+    assert summary["out_of_fold"]["sensitivity"] >= summary["target_sensitivity"] == 0.95
+    assert all(len(names) == 10 for names in summary["selected_features"].values())
+
+
+def test_round_trip_gives_identical_predictions(tmp_path, fitted):
+    X, _, artifacts, _ = fitted
+    folder = _save(tmp_path, fitted)
+    loaded, report = load_artifacts(folder)
+    assert report["versions"] == environment_versions()
+    assert set(report["files"]) == {model_file_name(n) for n in MODEL_NAMES} | {"consensus.joblib"}
+    assert (folder / "evaluation-patient.json").read_text() == "{}"
+    for name in MODEL_NAMES:
+        file = model_file_name(name)
+        np.testing.assert_array_equal(loaded[file].predict_proba(X), artifacts[file].predict_proba(X))
+
+
+def test_tampered_pickle_is_refused(tmp_path, fitted):
+    folder = _save(tmp_path, fitted)
+    joblib.dump({"not": "the model"}, folder / model_file_name("kNN"))
+    with pytest.raises(ModelLoadError, match="does not match the training report"):
+        load_artifacts(folder)
+
+
+def test_file_outside_the_folder_is_refused(tmp_path, fitted):
+    folder = _save(tmp_path, fitted)
+    report = json.loads((folder / "report.json").read_text())
+    report["files"]["../evil.joblib"] = "0" * 64
+    (folder / "report.json").write_text(json.dumps(report))
+    with pytest.raises(ModelLoadError, match="refusing to load"):
+        load_artifacts(folder)
+
+
+def test_version_mismatch_is_refused_with_the_fix(tmp_path, fitted):
+    folder = _save(tmp_path, fitted)
+    report = json.loads((folder / "report.json").read_text())
+    report["versions"]["scikit-learn"] = "0.24.2"
+    (folder / "report.json").write_text(json.dumps(report))
+    with pytest.raises(ModelLoadError, match=r"scikit-learn 0.24.2 .*retrain"):
+        load_artifacts(folder)
+
+
+def test_missing_model_names_the_command(tmp_path):
+    with pytest.raises(ModelLoadError, match="python -m core train"):
+        load_artifacts(tmp_path)
+
+
+def test_resave_replaces_the_folder_atomically(tmp_path, fitted):
+    first = _save(tmp_path, fitted)
+    (first / "stale.txt").write_text("from an older run")
+    second = _save(tmp_path, fitted)
+    assert first == second and not (second / "stale.txt").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".models")]
