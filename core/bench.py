@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.features.blocks import extract_features, feature_names
+from core.features.blocks import extract_features, feature_blocks, feature_names
+from core.features.cache import FeatureCache, file_sha256
 from core.features.embedding import SqueezeNetEmbedder, orange_input
 from core.features.radiomic import radiomic_features
 from core.io.datasets import load_dataset
@@ -83,15 +84,53 @@ def synthetic_features(n_images: int, n_features: int, random_state: int = 0) ->
     return pd.DataFrame(X.astype(np.float32), columns=[f"f{i:04d}" for i in range(n_features)]), y, groups
 
 
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its live children (joblib workers), in s."""
+    import psutil
+
+    process = psutil.Process()
+    processes = [process, *process.children(recursive=True)]
+    total = 0.0
+    for member in processes:
+        try:
+            times = member.cpu_times()
+        except psutil.Error:  # a worker that exited meanwhile
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _timed(function: Callable[[], object]) -> tuple[float, float, object]:
+    """Wall and CPU seconds of one call (CPU of this process and its workers), and its result."""
+    cpu, start = _cpu_seconds(), time.perf_counter()
+    result = function()
+    return time.perf_counter() - start, _cpu_seconds() - cpu, result
+
+
 def bench_evaluate(n_images: int, n_features: int, repeats: int = 10) -> dict:
     """Time of 4 models × ``repeats`` × before/after on cached (synthetic) features."""
     from core.evaluation.evaluate import evaluate
 
     X, y, groups = synthetic_features(n_images, n_features)
-    start = time.perf_counter()
-    evaluate(X, y, groups=groups, split="patient", repeats=repeats, n_jobs=-1)
-    return {"n_images": n_images, "n_features": n_features, "repeats": repeats,
-            "seconds": time.perf_counter() - start}
+    seconds, cpu, _ = _timed(lambda: evaluate(X, y, groups=groups, split="patient", repeats=repeats, n_jobs=-1))
+    return {"n_images": n_images, "n_features": n_features, "repeats": repeats, "seconds": seconds,
+            "cpu_seconds": cpu}
+
+
+def bench_evaluate_reference(data_dir: str | os.PathLike, splits: Sequence[str], cache_dir=None,
+                             repeats: int = 10) -> list[dict]:
+    """``evaluate --split <split>`` (4 models × ``repeats`` × before/after) on the reference data, features
+    taken from the cache (computed first when absent: not timed). Wall and CPU seconds per split."""
+    from core.workflow import load_feature_matrix, run_evaluation
+
+    matrix = load_feature_matrix(data_dir, "both", n_jobs=-1, cache_dir=cache_dir)
+    rows = []
+    for split in splits:
+        seconds, cpu, report = _timed(lambda: run_evaluation(matrix, split=split, repeats=repeats, n_jobs=-1))
+        rows.append({"split": split, "n_images": len(matrix.y), "n_features": matrix.X.shape[1],
+                     "n_fits": sum(len(r.out_of_fold) for r in report.results), "repeats": repeats,
+                     "seconds": seconds, "cpu_seconds": cpu})
+    return rows
 
 
 def bench_memory(paths: Sequence[str], sizes: Sequence[int]) -> list[dict]:
@@ -107,70 +146,153 @@ def bench_memory(paths: Sequence[str], sizes: Sequence[int]) -> list[dict]:
     return rows
 
 
-def bench_scaling(paths: Sequence[str], sizes: Sequence[int], n_jobs: int = -1) -> list[dict]:
-    """Features (fresh cache, repeated images copied under new names so nothing is shared) and evaluate."""
+def _distinct_copies(paths: Sequence[str], size: int, folder: Path) -> list[str]:
+    """``size`` synthetic image files: reference images copied with a distinct trailing chunk, so each has its own
+    SHA-256 (PNG and JPEG readers ignore bytes after the end marker)."""
+    batch = []
+    for i in range(size):
+        source = Path(paths[i % len(paths)])
+        target = folder / f"{i:06d}{source.suffix}"
+        shutil.copyfile(source, target)
+        with open(target, "ab") as handle:
+            handle.write(i.to_bytes(4, "little"))
+        batch.append(str(target))
+    return batch
+
+
+def bench_scaling(paths: Sequence[str], sizes: Sequence[int], n_jobs: int = -1, fresh_limit: int = 1000,
+                  evaluate_repeats: int = 10) -> list[dict]:
+    """How time and memory grow with the number of images.
+
+    For each size: synthetic files (copies of reference images with distinct bytes); the features computed afresh
+    (sizes up to ``fresh_limit`` only: cost per image is flat, see ``features_ms_per_image``); then the data path
+    with a seeded cache — each file hashed, its (synthetic, :func:`synthetic_features`) vector stored and read back
+    through the feature cache into the table — timed and with its peak traced memory; and ``evaluate`` (4 models ×
+    ``evaluate_repeats`` × before/after) on that table.
+    """
     rows = []
+    blocks = feature_blocks("both")
     for size in sizes:
+        row: dict = {"n_images": size}
         with tempfile.TemporaryDirectory() as folder:
-            batch = []
-            for i in range(size):  # distinct bytes per copy: a trailing comment chunk would change the hash
-                source = Path(paths[i % len(paths)])
-                target = Path(folder) / f"{i:06d}{source.suffix}"
-                shutil.copyfile(source, target)
-                with open(target, "ab") as handle:
-                    handle.write(i.to_bytes(4, "little"))  # PNG readers ignore bytes after IEND
-                batch.append(str(target))
+            batch = _distinct_copies(paths, size, Path(folder))
+            if size <= fresh_limit:
+                start = time.perf_counter()
+                extract_features(batch, "both", n_jobs=n_jobs, cache_dir=Path(folder) / "cache")
+                row["features_s"] = time.perf_counter() - start
+                row["features_ms_per_image"] = 1000 * row["features_s"] / size
+            X, y, groups = synthetic_features(size, len(feature_names("both")))
+            cache = FeatureCache(Path(folder) / "seeded")
+            for path, values in zip(batch, X.to_numpy()):
+                sha, offset = file_sha256(path), 0
+                for block in blocks:
+                    cache.put(block, sha, values[offset: offset + len(block.columns)])
+                    offset += len(block.columns)
+            tracemalloc.start()
             start = time.perf_counter()
-            extract_features(batch, "both", n_jobs=n_jobs, cache_dir=Path(folder) / "cache")
-            features_s = time.perf_counter() - start
-        evaluate_s = bench_evaluate(size, len(feature_names("both")), repeats=10)["seconds"]
-        rows.append({"n_images": size, "features_s": features_s, "evaluate_s": evaluate_s,
-                     "features_ms_per_image": 1000 * features_s / size})
+            table = extract_features(batch, "both", n_jobs=1, cache_dir=cache.root).table
+            row["cached_features_s"] = time.perf_counter() - start
+            row["cached_peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+        if evaluate_repeats:
+            from core.evaluation.evaluate import evaluate
+
+            features = table.drop(columns=["file", "sha256"])
+            seconds, cpu, _ = _timed(lambda: evaluate(features, y, groups=groups, split="patient",
+                                                      repeats=evaluate_repeats, n_jobs=n_jobs))
+            row.update(evaluate_s=seconds, evaluate_cpu_s=cpu, evaluate_repeats=evaluate_repeats)
+        rows.append(row)
     return rows
 
 
 def run_bench(data_dir: str | os.PathLike, *, models_dir=None, n_images: int = 32,
-              scale: Sequence[int] = (100, 1000), memory_sizes: Sequence[int] = (20, 80)) -> dict:
+              scale: Sequence[int] = (100, 1000), memory_sizes: Sequence[int] = (20, 80), cache_dir=None,
+              evaluate_splits: Sequence[str] | None = None, scale_repeats: int = 10,
+              parts: Sequence[str] = ("features", "predict", "evaluate", "memory", "scaling")) -> dict:
+    from core.evaluation.splits import SPLITS
+
     dataset = load_dataset(data_dir)
     paths = dataset.table["path"].sample(n=min(n_images, len(dataset)), random_state=0).tolist()
     result = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-              f"{platform.python_implementation()} {platform.python_version()}", "n_images": len(paths)}
-    result["features"] = bench_features(paths)
-    try:
-        result["predict"] = bench_predict(paths, models_dir)
-    except Exception as exc:  # no trained model: report, keep the other figures
-        result["predict"] = {"error": str(exc)}
-    result["evaluate_1000"] = bench_evaluate(1000, len(feature_names("both")))
-    result["memory"] = bench_memory(paths, memory_sizes)
-    result["scaling"] = bench_scaling(paths, scale)
+              f"{platform.python_implementation()} {platform.python_version()}", "n_images": len(paths),
+              "load_average_start": os.getloadavg()}
+    if "features" in parts:
+        result["features"] = bench_features(paths)
+    if "predict" in parts:
+        try:
+            result["predict"] = bench_predict(paths, models_dir)
+        except Exception as exc:  # no trained model: report, keep the other figures
+            result["predict"] = {"error": str(exc)}
+    if "evaluate" in parts:
+        splits = evaluate_splits or [s for s in ("patient", "site") if s in SPLITS]
+        result["evaluate_reference"] = bench_evaluate_reference(data_dir, splits, cache_dir=cache_dir)
+    if "memory" in parts:
+        result["memory"] = bench_memory(paths, memory_sizes)
+    if "scaling" in parts:
+        result["scaling"] = bench_scaling(paths, scale, evaluate_repeats=scale_repeats)
+    result["load_average_end"] = os.getloadavg()
     return result
 
 
+# Targets of issue 15, checked here (never by timed tests): (text, test on the measured value).
+TARGETS = {
+    "all_features": ("≤ 5× decode + resize", lambda v: v <= 5),
+    "embedding_speedup": ("≥ 10× ndf", lambda v: v >= 10),
+    "embedding_difference": ("≤ 1e-3 relative", lambda v: v <= 1e-3),
+    "evaluate_reference": ("≤ 60 s on 2 cores", lambda v: v <= 60),
+    "predict": ("≤ 1 s server time", lambda v: v <= 1000),
+}
+
+
+def _row(measure: str, value: str, target: str | None = None, figure: float | None = None) -> str:
+    if target is None:
+        return f"| {measure} | {value} | | |"
+    text, check = TARGETS[target]
+    return f"| {measure} | {value} | {text} | {'met' if check(figure) else 'NOT met'} |"
+
+
 def format_bench(result: dict) -> str:
-    f, e = result["features"], result["features"]["embedding"]
-    lines = [f"bench {result['date']} on {result['machine']} ({result['n_images']} reference images)", "",
-             "| measure | value |", "| --- | --- |",
-             f"| decode + resize to 227 px | {f['decode_resize_ms']:.1f} ms/image ({f['images_per_s']['decode']:.0f}/s) |",
-             f"| SqueezeNet, ours | {e['ours_ms_per_image']:.1f} ms/image ({f['images_per_s']['embedding']:.0f}/s) |",
-             f"| SqueezeNet, ndf (Orange) | {e['ndf_ms_per_image']:.1f} ms/image |",
-             f"| speed-up vs ndf / max abs diff (relative) | {e['speedup']:.1f}× / {e['max_abs_diff']:.2e} "
-             f"({e['relative_diff']:.1e}) |",
-             f"| lung fields | {f['lung_fields_ms']:.1f} ms/image |",
-             f"| radiomic (incl. lung fields) | {f['radiomic_ms']:.1f} ms/image ({f['images_per_s']['radiomic']:.0f}/s) |",
-             f"| all features (both), one process | {f['all_features_ms']:.1f} ms/image = "
-             f"{f['all_features_over_decode']:.1f}× decode |",
-             f"| all features, cached | {f['cached_features_ms']:.2f} ms/image |"]
-    p = result["predict"]
-    lines.append(f"| predict one file, p50 / p95 | {p['p50_ms']:.0f} / {p['p95_ms']:.0f} ms |" if "p50_ms" in p
-                 else f"| predict | {p['error']} |")
-    ev = result["evaluate_1000"]
-    lines.append(f"| evaluate 4 models × {ev['repeats']} repeats × before/after, {ev['n_images']} images × "
-                 f"{ev['n_features']} features | {ev['seconds']:.1f} s |")
-    for row in result["memory"]:
-        lines.append(f"| peak memory, feature extraction of {row['n_images']} images | {row['peak_mib']:.1f} MiB |")
-    for row in result["scaling"]:
-        lines.append(f"| scaling {row['n_images']} images: features / evaluate | {row['features_s']:.1f} s "
-                     f"({row['features_ms_per_image']:.1f} ms/image) / {row['evaluate_s']:.1f} s |")
+    """The figures as a Markdown table, each beside its target."""
+    load = ", ".join(f"{v:.1f}" for v in result.get("load_average_start", ())[:1] + result.get("load_average_end", ())[:1])
+    lines = [f"bench {result['date']} on {result['machine']} ({result['n_images']} reference images; load average "
+             f"at start, end: {load})", "", "| measure | value | target | |", "| --- | --- | --- | --- |"]
+    if "features" in result:
+        f, e = result["features"], result["features"]["embedding"]
+        lines += [
+            _row("decode + resize to 227 px", f"{f['decode_resize_ms']:.1f} ms/image ({f['images_per_s']['decode']:.0f}/s)"),
+            _row("SqueezeNet, ours (batch 16)", f"{e['ours_ms_per_image']:.1f} ms/image "
+                 f"({f['images_per_s']['embedding']:.0f}/s); batch 1: {e['ours_ms_per_image_batch1']:.1f} ms"),
+            _row("SqueezeNet, ndf (Orange), float32", f"{e['ndf_ms_per_image']:.1f} ms/image"),
+            _row("embedding speed-up vs ndf", f"{e['speedup']:.1f}×", "embedding_speedup", e["speedup"]),
+            _row("embedding max difference vs ndf", f"{e['max_abs_diff']:.2e} abs, {e['relative_diff']:.1e} of range",
+                 "embedding_difference", e["relative_diff"]),
+            _row("lung fields", f"{f['lung_fields_ms']:.1f} ms/image"),
+            _row("radiomic (incl. lung fields)", f"{f['radiomic_ms']:.1f} ms/image ({f['images_per_s']['radiomic']:.0f}/s)"),
+            _row("all features (both), one process", f"{f['all_features_ms']:.1f} ms/image = "
+                 f"{f['all_features_over_decode']:.1f}× decode", "all_features", f["all_features_over_decode"]),
+            _row("all features, cached", f"{f['cached_features_ms']:.2f} ms/image"),
+        ]
+    p = result.get("predict")
+    if p is not None:
+        lines.append(_row("predict one file (read → verdict), p50 / p95", f"{p['p50_ms']:.0f} / {p['p95_ms']:.0f} ms",
+                          "predict", p["p95_ms"]) if "p50_ms" in p else _row("predict", p["error"]))
+    for ev in result.get("evaluate_reference", ()):
+        lines.append(_row(f"evaluate --split {ev['split']}, reference data ({ev['n_images']} images × "
+                          f"{ev['n_features']} features, cached), 4 models × {ev['repeats']} × before/after "
+                          f"= {ev['n_fits']} fits", f"{ev['seconds']:.1f} s wall; {ev['cpu_seconds']:.0f} CPU-s "
+                          f"(≈ {ev['cpu_seconds'] / 2:.0f} s on 2 idle cores)", "evaluate_reference", ev["seconds"]))
+    for row in result.get("memory", ()):
+        lines.append(_row(f"peak memory, feature extraction of {row['n_images']} images", f"{row['peak_mib']:.1f} MiB"))
+    for row in result.get("scaling", ()):
+        parts = []
+        if "features_s" in row:
+            parts.append(f"features {row['features_s']:.1f} s ({row['features_ms_per_image']:.1f} ms/image)")
+        parts.append(f"files → cached features → table {row['cached_features_s']:.1f} s, peak "
+                     f"{row['cached_peak_mib']:.0f} MiB")
+        if "evaluate_s" in row:
+            parts.append(f"evaluate ×{row['evaluate_repeats']} repeats {row['evaluate_s']:.1f} s wall, "
+                         f"{row['evaluate_cpu_s']:.0f} CPU-s")
+        lines.append(_row(f"scaling, {row['n_images']} images (synthetic)", "; ".join(parts)))
     return "\n".join(lines)
 
 

@@ -197,8 +197,9 @@ def cmd_bench(args) -> int:
     from core.bench import format_bench, run_bench
 
     with execution_backend(args.scheduler):
-        result = run_bench(args.data, models_dir=args.models, n_images=args.images,
-                           scale=[int(s) for s in args.scale.split(",") if s])
+        result = run_bench(args.data, models_dir=args.models, n_images=args.images, cache_dir=_cache(args),
+                           scale=[int(s) for s in args.scale.split(",") if s], scale_repeats=args.scale_repeats,
+                           parts=[p for p in args.only.split(",") if p])
     print(format_bench(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -261,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--images", type=int, default=32, help="reference images timed (default 32)")
     bench.add_argument("--scale", default="100,1000",
                        help="image counts for the scaling curve, comma-separated (e.g. 100,1000,10000)")
+    bench.add_argument("--scale-repeats", type=int, default=10,
+                       help="evaluate repeats at each scaling point (0: no evaluate; default 10)")
+    bench.add_argument("--only", default="features,predict,evaluate,memory,scaling",
+                       help="parts to run, comma-separated (default: all of %(default)s)")
     bench.add_argument("--json", type=Path, default=None)
     bench.set_defaults(func=cmd_bench)
     return parser

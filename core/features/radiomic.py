@@ -122,8 +122,19 @@ def _region_features(image: np.ndarray, region: np.ndarray, glcm: list[float]) -
         skewness, kurtosis = float(np.mean(centred**3)), float(np.mean(centred**4) - 3.0)
     else:  # a constant region has no defined shape moments
         skewness = kurtosis = np.nan
-    hist = np.histogram(inside, bins=_HIST_BINS, range=(0.0, 1.0))[0] / inside.size
+    hist = _unit_histogram(inside) / inside.size
     return [float(inside.mean()), sd, p10, p50, p90, skewness, kurtosis, *hist, *glcm]
+
+
+def _unit_histogram(values: np.ndarray) -> np.ndarray:
+    """``np.histogram(values, bins=_HIST_BINS, range=(0, 1))[0]`` for float64 values, without its edge search.
+
+    Scaling by a power of two is exact, so ``floor(8 x)`` is exactly the bin of ``x`` (1.0 goes to the last bin and
+    values outside [0, 1] are not counted, as in ``np.histogram``).
+    """
+    inside = values[(values >= 0.0) & (values <= 1.0)]
+    bins = np.minimum((inside * _HIST_BINS).astype(np.intp), _HIST_BINS - 1)
+    return np.bincount(bins, minlength=_HIST_BINS)
 
 
 def _pattern_features(image: np.ndarray, zones: np.ndarray, midline: int) -> dict[str, float]:
@@ -133,11 +144,11 @@ def _pattern_features(image: np.ndarray, zones: np.ndarray, midline: int) -> dic
         for k, name in enumerate(ZONE_NAMES)
     }
     values = {}
-    distance = np.abs(np.arange(image.shape[1]) - midline)[None, :].repeat(image.shape[0], axis=0)
     for side, zone_ids in (("right", (1, 2, 3)), ("left", (4, 5, 6))):
         values[f"lower_minus_upper_{side}"] = zone_mean[f"{side}_lower"] - zone_mean[f"{side}_upper"]
         lung = np.isin(zones, zone_ids)
-        outer = distance[lung] > np.median(distance[lung]) if lung.any() else np.zeros(0, dtype=bool)
+        distance = np.abs(np.nonzero(lung)[1] - midline)  # column distance of the lung pixels, in mask order
+        outer = distance > np.median(distance) if lung.any() else np.zeros(0, dtype=bool)
         inside = image[lung]
         values[f"periphery_minus_centre_{side}"] = (
             float(inside[outer].mean() - inside[~outer].mean()) if outer.any() and (~outer).any() else np.nan
