@@ -192,3 +192,26 @@ def test_labels():
         as_binary_target([1, 1, 1])
     with pytest.raises(ValueError, match="0 \\(Normal\\) or 1"):
         as_binary_target([0, 2])
+
+
+@pytest.mark.parametrize("preset", ["orange", "tuned"])
+def test_evaluate_gives_exactly_the_numbers_of_a_plain_fit_predict_loop(data, preset):
+    """Guards every speed change to the shared fit/predict loop (scheduling, workers, any split): evaluate's
+    out-of-fold probabilities and labels must be those of fitting each pipeline on its training rows and calling
+    predict_proba / predict on the test rows, one by one."""
+    from core.learn.models import make_pipeline
+
+    X, y, groups, _ = data
+    report = evaluate(X, y, groups=groups, repeats=2, preset=preset, select_k=5, n_jobs=2, random_state=3)
+    plan = make_splits(y, groups=groups, split="patient", repeats=2, random_state=3)
+    values = X.to_numpy(dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for result in report.results:
+            for fold, (train, test), seed in zip(result.out_of_fold, plan.folds, plan.model_seeds):
+                pipeline = make_pipeline(result.model, preset=preset, random_state=seed,
+                                         select_k=5 if result.stage == "after" else None)
+                pipeline.fit(values[train], y[train])
+                np.testing.assert_array_equal(fold.test_index, test)
+                np.testing.assert_array_equal(fold.proba, pipeline.predict_proba(values[test])[:, 1])
+                np.testing.assert_array_equal(fold.y_pred, pipeline.predict(values[test]))

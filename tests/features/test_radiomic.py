@@ -193,3 +193,13 @@ def test_pattern_is_invariant_to_a_uniform_lung_shift_and_mirroring():
     for level in ("upper", "middle", "lower"):
         assert np.isfinite(base[f"rad_pattern_asymmetry_{level}"])
         assert mirrored[f"rad_pattern_asymmetry_{level}"] == pytest.approx(base[f"rad_pattern_asymmetry_{level}"], abs=0.03)
+
+
+def test_unit_histogram_is_numpys_histogram_on_0_1():
+    from core.features.radiomic import _HIST_BINS, _unit_histogram
+
+    rng = np.random.default_rng(0)
+    edges = np.arange(_HIST_BINS + 1) / _HIST_BINS  # every bin edge, 0 and 1 included
+    values = np.concatenate([rng.random(5000), edges, np.nextafter(edges, -1), np.nextafter(edges, 2), [-0.1, 1.5]])
+    expected = np.histogram(values, bins=_HIST_BINS, range=(0.0, 1.0))[0]
+    np.testing.assert_array_equal(_unit_histogram(values), expected)
