@@ -1,0 +1,33 @@
+"""bench prints every figure beside its target (the figures themselves are measured by `python -m core bench`)."""
+
+from __future__ import annotations
+
+from core.bench import TARGETS, format_bench
+
+
+def test_each_target_is_printed_beside_its_figure_with_met_or_not():
+    embedding = {"ours_ms_per_image": 10.0, "ours_ms_per_image_batch1": 12.0, "ndf_ms_per_image": 120.0,
+                 "speedup": 12.0, "max_abs_diff": 1e-5, "relative_diff": 2e-3}
+    result = {
+        "date": "2026-12-01", "machine": "test", "n_images": 2, "load_average_start": (3.0, 0, 0),
+        "load_average_end": (4.0, 0, 0),
+        "features": {"decode_resize_ms": 7.0, "lung_fields_ms": 20.0, "radiomic_ms": 30.0, "all_features_ms": 42.0,
+                     "all_features_over_decode": 6.0, "cached_features_ms": 0.3, "embedding": embedding,
+                     "images_per_s": {"decode": 140, "embedding": 100, "radiomic": 33, "both": 24}},
+        "predict": {"n": 2, "p50_ms": 300.0, "p95_ms": 400.0},
+        "evaluate_reference": [{"split": "patient", "n_images": 440, "n_features": 1163, "n_fits": 80,
+                                "repeats": 10, "seconds": 75.0, "cpu_seconds": 80.0}],
+        "scaling": [{"n_images": 10_000, "cached_features_s": 9.0, "cached_peak_mib": 140.0}],
+    }
+    lines = format_bench(result).splitlines()
+
+    def row(start: str) -> str:
+        return next(line for line in lines if line.startswith(f"| {start}"))
+
+    assert row("embedding speed-up").endswith(f"| {TARGETS['embedding_speedup'][0]} | met |")
+    assert row("embedding max difference").endswith("| NOT met |")
+    assert row("all features (both)").endswith(f"| {TARGETS['all_features'][0]} | NOT met |")
+    assert row("predict one file").endswith("| met |")
+    assert "≈ 40 s on 2 idle cores" in row("evaluate --split patient") and row("evaluate").endswith("| NOT met |")
+    assert row("scaling, 10000 images").endswith("| met |") and "peak 140 MiB" in row("scaling, 10000")
+    assert "load average at start, end: 3.0, 4.0" in lines[0]
