@@ -41,6 +41,8 @@ from sqlalchemy import (
     text,
 )
 
+from core.worklist.migration_4 import migration_4_review, review_audit_columns, review_case_columns
+
 STATUSES = ("new", "under review", "quarantine follow-up", "cleared")
 
 # Seconds a writer waits for SQLite's single write lock before giving up ("database is locked").
@@ -299,10 +301,13 @@ def _audit_columns() -> list:
 cases_table = Table(
     "cases", metadata, *_case_columns(),
     Column("model_version", String(128), nullable=False, server_default=""),
+    *review_case_columns(),
     sqlite_autoincrement=True,  # ids are never reused, even for a rolled-back insert
 )
-audit_table = Table("audit_events", metadata, *_audit_columns(), sqlite_autoincrement=True)
+audit_table = Table("audit_events", metadata, *_audit_columns(), *review_audit_columns(),
+                    sqlite_autoincrement=True)
 Index("ix_cases_patient_id", cases_table.c.patient_id)
+Index("ix_cases_image_sha256", cases_table.c.image_sha256)
 Index("ix_audit_events_case_id", audit_table.c.case_id)
 
 
@@ -358,48 +363,58 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: cases, append-only audit_events", _migration_1_initial),
     Migration(2, "cases.model_version; indexes on patient_id and audit case_id",
               _migration_2_model_version),
+    Migration(4, "review: thumbnails, reviewer identity source, zone-grade corrections",
+              migration_4_review),
 )
 LATEST_SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
 def read_schema_version(conn: Connection) -> int:
     """Highest applied migration, 0 for an empty database."""
+    return max(applied_migrations(conn), default=0)
+
+
+def applied_migrations(conn: Connection) -> set[int]:
+    """Numbers of every migration applied to this database (empty for an empty database)."""
     if not conn.dialect.has_table(conn, "schema_version"):
-        return 0
-    version = conn.execute(select(schema_version_table.c.version)
-                           .order_by(schema_version_table.c.version.desc()).limit(1)).scalar()
-    return int(version or 0)
+        return set()
+    return {int(version) for version in conn.execute(select(schema_version_table.c.version)).scalars()}
 
 
 def migrate(engine: Engine, *, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
-    """Apply the pending migrations in order, all in one transaction; return the new version.
+    """Apply the pending migrations in order, all in one transaction; return the highest applied version.
+
+    Migration numbers are handed out to parallel pieces of work in advance, so a number may be missing for a
+    while (4 before 3): every migration not yet recorded in ``schema_version`` runs, in number order, even one
+    lower than a migration already applied.
 
     Two processes opening a fresh database at once must not both run migration 1: on SQLite the
     write transaction (``BEGIN IMMEDIATE``) serialises them, on PostgreSQL a transaction-scoped
-    advisory lock does. The version is read again once the lock is held.
+    advisory lock does. The applied set is read again once the lock is held.
     """
-    expected = [m.version for m in migrations]
-    if expected != list(range(1, len(migrations) + 1)):
-        raise WorklistError(f"migrations must be numbered 1..n in order, got {expected}")
-    latest = migrations[-1].version
+    numbers = [m.version for m in migrations]
+    if numbers != sorted(set(numbers)) or not numbers or numbers[0] != 1:
+        raise WorklistError(f"migrations must be numbered from 1 in increasing order, got {numbers}")
     with engine.connect() as conn:  # common case first: up to date, no write lock needed
-        if read_schema_version(conn) == latest:
-            return latest
+        if applied_migrations(conn) == set(numbers):
+            return numbers[-1]
     with engine.execution_options(worklist_write=True).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('cxr-worklist:' || "
                               "current_schema()))"))
-        current = read_schema_version(conn)
-        if current > latest:
+        applied = applied_migrations(conn)
+        unknown = sorted(applied - set(numbers))
+        if unknown:
             raise WorklistError(
-                f"the worklist database is at schema version {current}, newer than this program "
-                f"understands ({latest}); upgrade the program instead of downgrading the data")
-        if current == latest:
-            return current
+                f"the worklist database is at schema version {max(applied)}, newer than this program "
+                f"understands ({numbers[-1]}; unknown migrations {unknown}); upgrade the program instead of "
+                "downgrading the data")
         schema_version_table.create(conn, checkfirst=True)
-        for migration in migrations[current:]:
+        for migration in migrations:
+            if migration.version in applied:
+                continue
             migration.apply(conn)
             conn.execute(schema_version_table.insert().values(
                 version=migration.version, description=migration.description,
                 applied_at=utc_now_iso()))
-        return latest
+        return numbers[-1]

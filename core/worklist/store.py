@@ -22,6 +22,14 @@ import pandas as pd
 from sqlalchemy import Connection, Result, exc, select, update
 
 from core.paths import app_data_dir
+from core.worklist.export import defuse_csv_formulas, readable_audit, readable_cases
+from core.worklist.review_data import (
+    check_identity_source,
+    check_thumbnail,
+    check_zone_grades,
+    describe_grade_changes,
+    zone_grades_json,
+)
 from core.worklist.schema import (
     STATUSES,
     ConflictError,
@@ -50,8 +58,6 @@ NEXT_STATUSES: dict[str, tuple[str, ...]] = {
     "quarantine follow-up": ("under review", "cleared"),
     "cleared": ("under review",),
 }
-
-_CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def default_database_url() -> str:
@@ -86,20 +92,14 @@ def _case_dict(row: Mapping[str, Any]) -> dict:
     case = dict(row)
     case["flagged"] = bool(case["flagged"])
     case["per_model"] = json.loads(case.pop("per_model_json"))
-    zones_json = case.pop("zones_json")
-    case["zones"] = None if zones_json is None else json.loads(zones_json)
+    for column, key in (("zones_json", "zones"), ("zones_corrected_json", "zones_corrected")):
+        encoded = case.pop(column)
+        case[key] = None if encoded is None else json.loads(encoded)
     return case
 
 
-def _defuse_csv_formulas(frame: pd.DataFrame) -> pd.DataFrame:
-    """Prefix text cells that a spreadsheet would run as a formula (CSV injection) with a quote."""
-    frame = frame.copy()
-    for column in frame.columns:
-        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
-            frame[column] = frame[column].map(
-                lambda cell: "'" + cell if isinstance(cell, str)
-                and cell.startswith(_CSV_FORMULA_PREFIXES) else cell)
-    return frame
+# Every column but the thumbnail: tables and single cases never carry the picture (see ``thumbnails``).
+_LISTED_COLUMNS = [column for column in cases_table.c if column.name != "thumbnail_png"]
 
 
 # --- Store ------------------------------------------------------------------------------------
@@ -179,20 +179,36 @@ class WorklistStore:
                  flagged: bool, threshold: float, per_model: dict[str, float],
                  corona_score: float | None = None, zones: dict[str, int] | None = None,
                  study_date: str | None = None, offset_days: float | None = None,
-                 reviewer: str = "", note: str = "", model_version: str = "") -> int:
+                 reviewer: str = "", note: str = "", model_version: str = "",
+                 thumbnail_png: bytes | None = None, zones_corrected: dict[str, int] | None = None,
+                 reviewer_source: str = "") -> int:
         """Validate and store a new case with status "new"; returns its id.
 
         The case row and its "created" audit event are written in one transaction. ``zones``
-        holds per-lung-zone counts, ``study_date`` an ISO date, ``offset_days`` the days since the
-        patient's first study (NaN is read as missing for the optional numbers).
+        holds the model's zone grades, ``study_date`` an ISO date, ``offset_days`` the days since the
+        patient's first study (NaN is read as missing for the optional numbers). ``thumbnail_png`` is
+        a downscaled copy of the film (:func:`core.worklist.review_data.thumbnail_png`);
+        ``zones_corrected`` the radiologist's six zone grades when they differ from ``zones`` (saved
+        as a second, audited change in the same transaction); ``reviewer_source`` says how the
+        reviewer's name was established ("login", "typed" or "").
         """
         row = validate_new_case(
             patient_id=patient_id, image_name=image_name, image_sha256=image_sha256, risk=risk,
             flagged=flagged, threshold=threshold, per_model=per_model,
             corona_score=corona_score, zones=zones, study_date=study_date,
             offset_days=offset_days, reviewer=reviewer, note=note, model_version=model_version)
+        row["thumbnail_png"] = check_thumbnail(thumbnail_png)
+        row["reviewer_source"] = check_identity_source(reviewer_source)
+        corrected = None if zones_corrected is None else check_zone_grades(zones_corrected)
         with self._write() as conn:
-            return self._insert_case(conn, row)
+            case_id = self._insert_case(conn, row)
+            if corrected is not None and corrected != zones:
+                self._bump_version(conn, {"id": case_id, "status": "new", "version": 1},
+                                   {"zones_corrected_json": json.dumps(corrected)},
+                                   who=row["reviewer"] or "system", who_source=row["reviewer_source"],
+                                   action="zones", to_status=None,
+                                   note=describe_grade_changes(zones, corrected))
+            return case_id
 
     def _insert_case(self, conn: Connection, row: dict) -> int:
         now = utc_now_iso()
@@ -200,12 +216,37 @@ class WorklistStore:
             **row, status="new", version=1, created_at=now, updated_at=now))
         case_id = int(result.inserted_primary_key[0])
         self._append_event(conn, case_id=case_id, at=now, who=row["reviewer"] or "system",
+                           who_source=row.get("reviewer_source", ""),
                            action="created", from_status=None, to_status="new",
                            note=row["note"] or None, case_version=1)
         return case_id
 
+    def correct_zones(self, case_id: int, grades: Mapping[str, int], *, who: str, who_source: str = "",
+                      note: str | None = None, expected_version: int | None = None) -> dict:
+        """Record the radiologist's six zone grades (0-3) for a case; returns the updated case.
+
+        The audit event lists what changed against what was shown (the model's grades, or the
+        previous correction); ``note`` (optional) is appended to it.
+        """
+        case_id = check_positive_int("case_id", case_id)
+        corrected = check_zone_grades(grades)
+        who = check_text("who", who, required=True)
+        who_source = check_identity_source(who_source)
+        if note is not None:
+            note = check_note(note)
+        expected = _optional_version(expected_version)
+        with self._write() as conn:
+            current = self._lock_case(conn, case_id, expected)
+            shown = self._read_case(conn, case_id)
+            before = shown["zones_corrected"] or shown["zones"]
+            summary = describe_grade_changes(before, corrected) + (f" — {note}" if note else "")
+            self._bump_version(conn, current, {"zones_corrected_json": zone_grades_json(corrected),
+                                               "reviewer": who, "reviewer_source": who_source},
+                               who=who, who_source=who_source, action="zones", to_status=None, note=summary)
+            return self._read_case(conn, case_id)
+
     def update_status(self, case_id: int, status: str, *, who: str, note: str | None = None,
-                      expected_version: int | None = None) -> dict:
+                      expected_version: int | None = None, who_source: str = "") -> dict:
         """Move a case to ``status`` (see :data:`NEXT_STATUSES`); returns the updated case.
 
         ``who`` becomes the case's reviewer; ``note`` is the reason, kept in the audit event.
@@ -213,6 +254,7 @@ class WorklistStore:
         case_id = check_positive_int("case_id", case_id)
         status = check_status(status)
         who = check_text("who", who, required=True)
+        who_source = check_identity_source(who_source)
         if note is not None:
             note = check_note(note)
         expected = _optional_version(expected_version)
@@ -222,8 +264,9 @@ class WorklistStore:
                 allowed = ", ".join(NEXT_STATUSES[current["status"]])
                 raise WorklistError(f"case {case_id} is {current['status']!r}; it can move to "
                                     f"{allowed}, not {status!r}")
-            self._bump_version(conn, current, {"status": status, "reviewer": who}, who=who,
-                               action="status", to_status=status, note=note or None)
+            self._bump_version(conn, current, {"status": status, "reviewer": who, "reviewer_source": who_source},
+                               who=who, who_source=who_source, action="status", to_status=status,
+                               note=note or None)
             return self._read_case(conn, case_id)
 
     def set_note(self, case_id: int, note: str, *, who: str,
@@ -252,7 +295,7 @@ class WorklistStore:
         return dict(row)
 
     def _bump_version(self, conn: Connection, current: dict, values: dict, *, who: str,
-                      action: str, to_status: str | None, note: str | None) -> None:
+                      action: str, to_status: str | None, note: str | None, who_source: str = "") -> None:
         """UPDATE ... WHERE id AND version, then the matching audit event, same transaction."""
         now = utc_now_iso()
         new_version = current["version"] + 1
@@ -264,7 +307,7 @@ class WorklistStore:
         # lets another update land first, refuse rather than overwrite it.
         if result.rowcount != 1:
             raise ConflictError(f"case {current['id']} was changed concurrently; reload and retry")
-        self._append_event(conn, case_id=current["id"], at=now, who=who, action=action,
+        self._append_event(conn, case_id=current["id"], at=now, who=who, who_source=who_source, action=action,
                            from_status=current["status"] if to_status else None,
                            to_status=to_status, note=note, case_version=new_version)
 
@@ -275,7 +318,7 @@ class WorklistStore:
     # -- reads --
 
     def _read_case(self, conn: Connection, case_id: int) -> dict:
-        row = conn.execute(select(cases_table).where(cases_table.c.id == case_id)
+        row = conn.execute(select(*_LISTED_COLUMNS).where(cases_table.c.id == case_id)
                            ).mappings().first()
         if row is None:
             raise WorklistError(f"unknown case id {case_id}")
@@ -290,7 +333,7 @@ class WorklistStore:
     def cases(self, *, status: str | None = None, flagged: bool | None = None,
               patient_id: str | None = None) -> pd.DataFrame:
         """Cases matching every given filter, newest first (JSON columns left as text)."""
-        query = select(cases_table).order_by(cases_table.c.created_at.desc(),
+        query = select(*_LISTED_COLUMNS).order_by(cases_table.c.created_at.desc(),
                                              cases_table.c.id.desc())
         if status is not None:
             query = query.where(cases_table.c.status == check_status(status))
@@ -317,7 +360,7 @@ class WorklistStore:
     def patient_series(self, patient_id: str) -> pd.DataFrame:
         """All cases of one patient, oldest first: by study date, then day offset, then entry."""
         patient_id = check_text("patient_id", patient_id, required=True)
-        query = (select(cases_table).where(cases_table.c.patient_id == patient_id)
+        query = (select(*_LISTED_COLUMNS).where(cases_table.c.patient_id == patient_id)
                  .order_by(cases_table.c.study_date.asc().nulls_last(),
                            cases_table.c.offset_days.asc().nulls_last(),
                            cases_table.c.created_at, cases_table.c.id))
@@ -330,9 +373,32 @@ class WorklistStore:
         with self._read() as conn:
             return list(conn.execute(query).scalars())
 
+    def cases_with_image(self, image_sha256: str) -> pd.DataFrame:
+        """Cases already saved with this image (same SHA-256), oldest first: a film saved twice."""
+        digest = check_text("image_sha256", image_sha256, required=True).lower()
+        query = (select(cases_table.c.id, cases_table.c.patient_id, cases_table.c.created_at)
+                 .where(cases_table.c.image_sha256 == digest).order_by(cases_table.c.id))
+        with self._read() as conn:
+            return _frame(conn.execute(query))
+
+    def thumbnails(self, case_ids: list[int]) -> dict[int, bytes]:
+        """The stored film copies (PNG bytes) of these cases; cases without one are left out."""
+        ids = [check_positive_int("case_id", case_id) for case_id in case_ids]
+        if not ids:
+            return {}
+        query = select(cases_table.c.id, cases_table.c.thumbnail_png).where(
+            cases_table.c.id.in_(ids), cases_table.c.thumbnail_png.is_not(None))
+        with self._read() as conn:
+            return {int(row.id): bytes(row.thumbnail_png) for row in conn.execute(query)}
+
     def export_csv(self) -> str:
-        """All cases, newest first, as CSV text (formula-like text cells are neutralised)."""
-        return _defuse_csv_formulas(self.cases()).to_csv(index=False, lineterminator="\n")
+        """All cases, newest first, as a readable CSV: rounded numbers, one column per model and per zone
+        (the model's and the radiologist's grade), no internal fields; formula-like cells neutralised."""
+        return defuse_csv_formulas(readable_cases(self.cases())).to_csv(index=False, lineterminator="\n")
+
+    def export_audit_csv(self) -> str:
+        """The audit trail of every case, oldest event first, as CSV (the second file of an export)."""
+        return defuse_csv_formulas(readable_audit(self.audit_trail())).to_csv(index=False, lineterminator="\n")
 
     def schema_version(self) -> int:
         """The highest migration applied to this database."""

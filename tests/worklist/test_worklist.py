@@ -212,12 +212,15 @@ def test_export_csv(store: WorklistStore) -> None:
     store.add_case(**case_fields(patient_id="A", note="=HYPERLINK(\"http://x\")"))
     store.add_case(**case_fields(patient_id="B", risk=0.1, flagged=False, zones=None))
     exported = pd.read_csv(io.StringIO(store.export_csv()), keep_default_na=False)
-    assert list(exported["patient_id"]) == ["B", "A"]
-    assert list(exported.columns) == list(store.cases().columns)
+    assert list(exported["patient id"]) == ["B", "A"]
     assert exported["note"].iloc[1] == "'=HYPERLINK(\"http://x\")"  # not run as a formula
-    assert json.loads(exported["per_model_json"].iloc[0]) == {"shape_svm": 0.84,
-                                                              "texture_lr": 0.8}
-    assert list(exported["flagged"]) == [False, True]
+    assert list(exported["shape_svm %"]) == [84.0, 84.0] and list(exported["COVID-19 risk %"]) == [10.0, 82.0]
+    assert list(exported["decision"]) == ["not flagged", "flagged"]
+    assert list(exported["right lower grade (model)"]) == ["", 2]
+    internal = {"version", "per_model_json", "zones_json", "thumbnail_png", "zones_corrected_json"}
+    assert not internal & set(exported.columns)
+    trail = pd.read_csv(io.StringIO(store.export_audit_csv()), keep_default_na=False)
+    assert list(trail["action"]) == ["created", "created"] and list(trail["case"]) == [1, 2]
 
 
 def test_patient_series_is_chronological(store: WorklistStore) -> None:
@@ -329,7 +332,7 @@ def test_upgrade_from_handmade_v1_database(tmp_path) -> None:
     raw.close()
 
     with WorklistStore(f"sqlite:///{path}") as store:
-        assert store.schema_version() == 2
+        assert store.schema_version() == worklist_schema.LATEST_SCHEMA_VERSION
         old = store.get_case(1)
         assert old["patient_id"] == "OLD-7" and old["model_version"] == ""  # column added
         assert old["status"] == "under review" and old["note"] == "kept" and old["version"] == 2
@@ -342,9 +345,10 @@ def test_upgrade_from_handmade_v1_database(tmp_path) -> None:
     with sqlite3.connect(path) as raw:
         applied = raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
     raw.close()
-    assert applied == [(1,), (2,)]
+    assert applied == [(m.version,) for m in MIGRATIONS]
     with WorklistStore(f"sqlite:///{path}") as reopened:  # nothing is applied twice
-        assert reopened.schema_version() == 2 and len(reopened.audit_trail(1)) == 3
+        assert reopened.schema_version() == worklist_schema.LATEST_SCHEMA_VERSION
+        assert len(reopened.audit_trail(1)) == 3
 
 
 def test_migrations_build_the_schema_the_code_queries(store: WorklistStore) -> None:
@@ -352,7 +356,7 @@ def test_migrations_build_the_schema_the_code_queries(store: WorklistStore) -> N
     for table in (worklist_schema.cases_table, worklist_schema.audit_table):
         reflected = [column["name"] for column in inspector.get_columns(table.name)]
         assert sorted(reflected) == sorted(table.columns.keys()), table.name
-    assert store.schema_version() == worklist_schema.LATEST_SCHEMA_VERSION == len(MIGRATIONS)
+    assert store.schema_version() == worklist_schema.LATEST_SCHEMA_VERSION == MIGRATIONS[-1].version
 
 
 def test_failed_migration_rolls_back_completely(store: WorklistStore) -> None:
@@ -361,18 +365,19 @@ def test_failed_migration_rolls_back_completely(store: WorklistStore) -> None:
     def broken_migration(conn) -> None:
         conn.exec_driver_sql("CREATE TABLE half_done (id INTEGER)")
         conn.exec_driver_sql("ALTER TABLE cases ADD COLUMN ward VARCHAR(20)")
-        raise RuntimeError("migration 3 failed half-way")
+        raise RuntimeError("migration failed half-way")
 
+    latest = worklist_schema.LATEST_SCHEMA_VERSION
     with pytest.raises(RuntimeError, match="half-way"):
-        migrate(store.engine, migrations=MIGRATIONS + (Migration(3, "broken", broken_migration),))
+        migrate(store.engine, migrations=MIGRATIONS + (Migration(latest + 1, "broken", broken_migration),))
     inspector = inspect(store.engine)
-    assert store.schema_version() == 2 and not inspector.has_table("half_done")
+    assert store.schema_version() == latest and not inspector.has_table("half_done")
     assert "ward" not in {column["name"] for column in inspector.get_columns("cases")}
     assert len(store.cases()) == 1
 
 
 def test_database_newer_than_program_is_refused(store: WorklistStore) -> None:
     with store.engine.begin() as conn:
-        conn.execute(text("INSERT INTO schema_version VALUES (3, 'from the future', 'x')"))
-    with pytest.raises(WorklistError, match="schema version 3, newer than this program"):
+        conn.execute(text("INSERT INTO schema_version VALUES (99, 'from the future', 'x')"))
+    with pytest.raises(WorklistError, match="schema version 99, newer than this program"):
         WorklistStore(store.url)
