@@ -216,7 +216,7 @@ def test_export_csv(store: WorklistStore) -> None:
     assert exported["note"].iloc[1] == "'=HYPERLINK(\"http://x\")"  # not run as a formula
     assert list(exported["shape_svm %"]) == [84.0, 84.0] and list(exported["COVID-19 risk %"]) == [10.0, 82.0]
     assert list(exported["decision"]) == ["not flagged", "flagged"]
-    assert list(exported["right lower grade (model)"]) == ["", 2]
+    assert list(exported["right lower grade (model)"]) == ["", "2"]  # whole numbers, blank when missing
     internal = {"version", "per_model_json", "zones_json", "thumbnail_png", "zones_corrected_json"}
     assert not internal & set(exported.columns)
     trail = pd.read_csv(io.StringIO(store.export_audit_csv()), keep_default_na=False)
