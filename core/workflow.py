@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from core.evaluation.consensus import with_consensus
 from core.evaluation.evaluate import EvaluationReport, evaluate
 from core.evaluation.splits import SPLITS
 from core.features.blocks import extract_features
 from core.io.datasets import binary_subset, load_dataset, summarize
 from core.labels import LABEL_COVID
 from core.learn.artifacts import save_artifacts
+from core.learn.flag import FlagRule
 from core.learn.training import data_fingerprint, fit_final_models
 from core.paths import portable_path
 from core.progress import Progress
@@ -142,6 +144,8 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
         except ValueError as exc:  # e.g. no source holds both labels: say so in the report
             evaluations[split] = {"error": str(exc)}
             continue
+        # the consensus at the saved threshold: the operating point the app flags with
+        report = with_consensus(report, artifacts["consensus.joblib"]["calibrator"], FlagRule.from_dict(consensus))
         side_files[evaluation_file_name(split)] = json.dumps(report.to_dict())
         evaluations[split] = report.summary_json()
     report = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.identity import reviewer_sidebar
 from dashboard.state import DISCLAIMER  # core and dashboard are installed by requirements.txt (`-e .`)
 
 st.set_page_config(page_title="CXR COVID-19 triage", page_icon="🫁", layout="wide")
@@ -22,4 +23,5 @@ PAGES = [
 
 navigation = st.navigation(PAGES)
 st.sidebar.caption(DISCLAIMER)
+reviewer_sidebar()  # who saves and changes cases: the login's user, or a name typed once per session
 navigation.run()

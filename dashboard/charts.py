@@ -9,14 +9,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 from PIL import Image
+
+from dashboard.overlay import DISPLAY_MAX_SIDE
 
 # Colour-blind-safe (Okabe–Ito) colours, one per model, stable across pages.
 MODEL_COLOURS = {"SVM": "#56B4E9", "Random Forest": "#009E73", "Neural Network": "#E69F00", "kNN": "#CC79A7",
                  "Consensus": "#F0F0F0"}
 STAGE_PATTERNS = {"before": "", "after": "/"}
 FLAG_COLOUR, CLEAR_COLOUR = "#FF6B6B", "#4CC38A"
-DISPLAY_MAX_SIDE = 1024  # pixels sent to the browser for an X-ray figure (the full image stays on the server)
 _LAYOUT = dict(template="plotly_dark", margin=dict(l=10, r=10, t=40, b=10), font=dict(size=13))
 
 
@@ -60,26 +62,54 @@ def png_data_uri(rgb: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> tuple[str
     picture = Image.fromarray(rgb)
     picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", optimize=False)
+    picture.save(buffer, format="PNG", optimize=False, compress_level=1)  # speed over size: it is sent once
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"), \
         (picture.height, picture.width)
 
 
-def xray_figure(rgb: np.ndarray, labels: Sequence[tuple[float, float, str]] = (), title: str = "",
-                height: int = 560) -> go.Figure:
-    """An (H, W, 3) uint8 image with text labels at fractional (x, y) positions, aspect ratio kept, no axes.
+def film_figure(panels: Sequence[tuple[str, np.ndarray]], labels: Sequence[tuple[float, float, str]] = (),
+                legend: Sequence[tuple[str, str]] = (), height: int = 620) -> go.Figure:
+    """One film, or the same film twice side by side (original | overlay), zoomed together, with R/L markers.
 
-    The picture travels as a compressed PNG (a DICOM can be 3000 px wide; raw pixel lists would be megabytes).
+    Parameters
+    ----------
+    panels : sequence of (title, rgb)
+        (H, W, 3) uint8 pictures of the same size; the picture travels as a compressed PNG (a DICOM can be
+        3000 px wide; raw pixel lists would be megabytes).
+    labels : sequence of (x, y, text)
+        Text at fractional positions of the last panel (e.g. each zone's grade at its centroid).
+    legend : sequence of (colour, text)
+        Drawn under the panels, e.g. the zone-grade colours.
+
+    The patient's right is on the image left (radiological convention): "R" is drawn top left, "L" top right.
+    Zoom: drag a box on either panel (both follow), scroll to zoom, double-click to reset.
     """
-    uri, (shown_height, shown_width) = png_data_uri(rgb)
-    figure = go.Figure(go.Image(source=uri, hoverinfo="skip"))
-    for x, y, text in labels:
-        figure.add_annotation(x=x * shown_width, y=y * shown_height, text=text, showarrow=False,
-                              font=dict(size=18, color="white"), bgcolor="rgba(0,0,0,0.55)")
+    figure = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.01,
+                           subplot_titles=[title for title, _ in panels])
+    for column, (_, rgb) in enumerate(panels, start=1):
+        uri, (shown_height, shown_width) = png_data_uri(rgb)
+        figure.add_trace(go.Image(source=uri, hoverinfo="skip"), row=1, col=column)
+        axis = "" if column == 1 else str(column)
+        for x, text, anchor in ((0.03, "R", "left"), (0.97, "L", "right")):
+            figure.add_annotation(x=x * shown_width, y=0.04 * shown_height, xref=f"x{axis}", yref=f"y{axis}",
+                                  text=f"<b>{text}</b>", showarrow=False, xanchor=anchor, yanchor="top",
+                                  font=dict(size=22, color="white"), bgcolor="rgba(0,0,0,0.6)")
+        if column == len(panels):
+            for x, y, text in labels:
+                figure.add_annotation(x=x * shown_width, y=y * shown_height, xref=f"x{axis}", yref=f"y{axis}",
+                                      text=text, showarrow=False, font=dict(size=18, color="white"),
+                                      bgcolor="rgba(0,0,0,0.55)")
+        if column > 1:  # zoom and pan the two panels together
+            figure.update_xaxes(matches="x", row=1, col=column)
+            figure.update_yaxes(matches="y", row=1, col=column)
+    for index, (colour, text) in enumerate(legend):
+        figure.add_annotation(x=index / max(len(legend), 1), y=-0.01, xref="paper", yref="paper", xanchor="left",
+                              yanchor="top", showarrow=False, align="left",
+                              text=f"<span style='color:{colour}'>■</span> {text}", font=dict(size=13))
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False, scaleanchor="x")
-    figure.update_layout(**{**_LAYOUT, "margin": dict(l=0, r=0, t=40 if title else 0, b=0)}, height=height,
-                         title=title)
+    figure.update_layout(**{**_LAYOUT, "margin": dict(l=0, r=0, t=30, b=40 if legend else 0)}, height=height,
+                         dragmode="zoom")
     return figure
 
 

@@ -44,6 +44,9 @@ class Prediction:
     sha256: str | None = None
     metadata: dict = field(default_factory=dict)
     severity: dict | None = None               # corona score, zone grades, extent/opacity estimates
+    # Name of the site profile whose local validation covers this verdict; None = not validated at this site.
+    # Read through core.triage.reliability.validation_status (the one place that words it).
+    site_profile: str | None = None
     image: XRayImage | None = field(default=None, repr=False)
     lung_fields: LungFields | None = field(default=None, repr=False)
 

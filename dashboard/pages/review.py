@@ -1,102 +1,126 @@
-"""Review (landing page): upload chest X-rays, read the consensus risk, the four models and the corona score,
-decide, and save the case to the worklist."""
+"""Review (landing page): upload chest X-rays; for each film read the risk together with how far to trust it, look
+at the film (Window/Level, zoom, overlay), check or correct the zone grades, decide, and save the case."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.features.describe import explain_effects
 from core.lungs.zones import ZONE_NAMES
 from core.triage.model import Prediction, TriageModel
+from core.worklist.review_data import MAX_ZONE_GRADE, thumbnail_png, zone_label
 from core.worklist.store import WorklistError
 from dashboard import charts
-from dashboard.overlay import overlay_rgb
-from dashboard.state import (
-    model_version,
-    open_worklist,
-    prediction_cache,
-    require_model,
-)
+from dashboard.identity import current_reviewer, require_reviewer_note
+from dashboard.state import default_evaluations, model_version, open_worklist, prediction_cache, require_model
+from dashboard.verdict import show_score_context, show_verdict
+from dashboard.viewer import GRADE_WORDS, film_viewer
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom", "tif", "tiff"]
 DECISIONS = ("Flag for quarantine follow-up", "Not flagged")
-MAX_ZONE_GRADE = 3  # zone grades are 0–3 (strongest tint at 3)
 KEEP_PREDICTIONS = 64  # bound the session's memory: older predictions are dropped first
+SCORED, REFUSED, UNREADABLE = "scored", "refused", "unreadable"
 
 
-def score_uploads(model: TriageModel, files: list) -> list[str]:
-    """Score the uploads not scored before in this session; returns their cache keys in upload order."""
+def outcome(prediction: Prediction) -> str:
+    """Scored; refused (read, but not a frontal chest film: no risk on purpose); or unreadable (not an image)."""
+    if prediction.error is None:
+        return SCORED
+    return REFUSED if prediction.image is not None else UNREADABLE
+
+
+def problem_message(prediction: Prediction) -> str:
+    """The error once, naming the file once (core's messages already start with the file name)."""
+    error = prediction.error or ""
+    return error if error.startswith(prediction.file) else f"{prediction.file}: {error}"
+
+
+def score_uploads(model: TriageModel, files: list, table_slot) -> list[str]:
+    """Score the uploads not scored before in this session, one by one, redrawing the batch table after each film
+    (the first result shows while the rest are scored); returns the cache keys in upload order."""
     cache = prediction_cache()
     version = model_version(model)
     keys = [f"{version}:{hashlib.sha256(f.getvalue()).hexdigest()}" for f in files]
     todo = [(key, f) for key, f in zip(keys, files) if key not in cache]
-    if todo:
-        bar = st.progress(0.0, text=f"scoring {len(todo)} image(s)…")
-        results = model.predict_many([f.getvalue() for _, f in todo], [f.name for _, f in todo],
-                                     progress=lambda fraction, message: bar.progress(fraction, text=message))
-        bar.empty()
-        cache.update({key: prediction for (key, _), prediction in zip(todo, results)})
-        for old in [k for k in cache if k not in keys][:max(len(cache) - KEEP_PREDICTIONS, 0)]:
-            del cache[old]
+    for done, (key, upload) in enumerate(todo, start=1):
+        cache[key] = model.predict(upload.getvalue(), upload.name)
+        if len(files) > 1:
+            scored = {k: cache[k] for k in dict.fromkeys(keys) if k in cache}
+            with table_slot.container():
+                st.caption(f"Scored {done} of {len(todo)}…" if done < len(todo) else "All films scored.")
+                draw_batch_table(batch_table(scored, {}))
+    for old in [k for k in cache if k not in keys][:max(len(cache) - KEEP_PREDICTIONS, 0)]:
+        del cache[old]
     return keys
 
 
-def batch_table(predictions: dict[str, Prediction]) -> pd.DataFrame:
-    rows = [{"key": key, "file": p.file, "risk %": None if p.risk is None else round(100 * p.risk, 1),
-             "verdict": "unreadable" if p.error else ("FLAGGED" if p.flagged else "not flagged"),
-             "corona score": None if p.severity is None else p.severity.get("corona_score"),
-             "warnings": len(p.warnings), "patient id": p.metadata.get("patient_id", "")}
+def batch_table(predictions: dict[str, Prediction], saved: dict[str, int]) -> pd.DataFrame:
+    """One row per film, highest risk first; refused and unreadable films last, each saying so."""
+    rows = [{"key": key, "file": p.file, "patient id": p.metadata.get("patient_id", ""),
+             "risk %": None if p.risk is None else round(100 * p.risk, 1),
+             "verdict": {SCORED: "FLAGGED" if p.flagged else "not flagged", REFUSED: "refused: not scored",
+                         UNREADABLE: "unreadable file"}[outcome(p)],
+             "corona score": None if p.severity is None else round(p.severity.get("corona_score")),
+             "warnings": len(p.warnings), "saved": f"case #{saved[p.sha256]}" if p.sha256 in saved else ""}
             for key, p in predictions.items()]
     return pd.DataFrame(rows).sort_values("risk %", ascending=False, na_position="last").reset_index(drop=True)
 
 
-def show_image(prediction: Prediction) -> None:
-    image = prediction.image
-    if prediction.severity is None or prediction.lung_fields is None:
-        st.image(image.to_uint8(), caption=f"{prediction.file} ({image.format}, {image.pixels.shape[1]}×"
-                 f"{image.pixels.shape[0]} px)", width="stretch")
-        return
-    grades = prediction.severity.get("zones", {})
-    values = [grades.get(name, np.nan) for name in ZONE_NAMES]
-    rgb = overlay_rgb(image.pixels, prediction.lung_fields, zone_values=values, vmax=MAX_ZONE_GRADE)
-    positions = charts.zone_label_positions(prediction.lung_fields.zones)
-    labels = [(x, y, str(grades.get(ZONE_NAMES[zone - 1], "?"))) for zone, (x, y) in positions.items()]
-    title = f"Corona score {prediction.severity['corona_score']:.0f} / 100 — zone grades 0–3"
-    st.plotly_chart(charts.xray_figure(rgb, labels, title), key="review_xray", width="stretch")
+def draw_batch_table(table: pd.DataFrame) -> None:
+    st.dataframe(table.drop(columns="key"), hide_index=True, width="stretch", column_config={
+        "file": st.column_config.TextColumn("file", width="medium"),
+        "patient id": st.column_config.TextColumn("patient id", width="small"),
+        "risk %": st.column_config.ProgressColumn("risk %", min_value=0, max_value=100, format="%.1f%%",
+                                                  width="small"),
+        "verdict": st.column_config.TextColumn("verdict", width="small"),
+        "corona score": st.column_config.NumberColumn("corona score", format="%d", width="small"),
+        "warnings": st.column_config.NumberColumn("warnings", width="small"),
+        "saved": st.column_config.TextColumn("saved", width="small",
+                                             help="Already in the worklist (same image SHA-256)")})
 
 
-def show_verdict(prediction: Prediction, target_sensitivity: float | None) -> None:
-    st.metric("COVID-19 risk (consensus of the four models)", f"{100 * prediction.risk:.0f}%")
-    if prediction.flagged:
-        st.markdown("### :red[FLAGGED] — risk at or above the threshold")
-    else:
-        st.markdown("### :green[Not flagged] — risk below the threshold")
-    aim = f", chosen for {target_sensitivity:.0%} sensitivity" if target_sensitivity else ""
-    st.caption(f"Flag threshold {100 * prediction.threshold:.1f}%{aim} (out-of-fold on the training data).")
-    if prediction.severity is not None:
-        st.metric("Corona score (lung-zone severity)", f"{prediction.severity['corona_score']:.0f} / 100")
+def batch_summary(batch: dict[str, Prediction]) -> str:
+    kinds = [outcome(p) for p in batch.values()]
+    flagged = sum(p.flagged is True for p in batch.values())
+    parts = [f"{kinds.count(SCORED)} scored ({flagged} flagged)"]
+    parts += [f"{kinds.count(kind)} {kind}" for kind in (REFUSED, UNREADABLE) if kinds.count(kind)]
+    return f"**{len(batch)} files**: " + ", ".join(parts) + ". Highest risk first."
+
+
+def saved_cases(batch: dict[str, Prediction]) -> dict[str, int]:
+    """Image SHA-256 -> the latest worklist case holding that image, for the films of this batch."""
+    store = open_worklist()
+    if store is None:
+        return {}
+    found = {}
+    for prediction in batch.values():
+        if prediction.sha256:
+            cases = store.cases_with_image(prediction.sha256)
+            if not cases.empty:
+                found[prediction.sha256] = int(cases["id"].iloc[-1])
+    return found
 
 
 def show_details(prediction: Prediction) -> None:
     with st.expander("Features behind the decision"):
-        st.caption("How much the consensus risk changes when each feature is set to its training median "
-                   "(positive: the feature pushes towards COVID-19).")
-        frame = pd.DataFrame(prediction.top_features)
-        if not frame.empty:
-            frame["effect"] = (100 * frame["effect"]).round(1).astype(str) + " pp"
-        st.dataframe(frame, hide_index=True, width="stretch")
+        st.caption("How much the consensus risk changes when a feature is set to the training films' median "
+                   "(+: pushes towards COVID-19), in percentage points.")
+        rows = explain_effects(prediction.top_features)
+        if rows:
+            frame = pd.DataFrame(rows)
+            frame["effect on the risk"] = frame.pop("effect").map(lambda e: f"{100 * e:+.0f} points")
+            st.dataframe(frame.rename(columns={"features": "features (count)"}), hide_index=True, width="stretch")
         if prediction.out_of_distribution is not None:
-            st.caption(f"Distance to the training images: {prediction.out_of_distribution:.2f}× the usual "
+            st.caption(f"Distance to the training films: {prediction.out_of_distribution:.2f}× the usual "
                        "(above 1: unusual).")
-    if prediction.severity is not None:
-        with st.expander("Lung-zone severity"):
-            zones = prediction.severity.get("zones", {})
-            st.dataframe(pd.DataFrame({"zone": list(zones), "grade (0–3)": list(zones.values())}), hide_index=True)
-            st.json({k: v for k, v in prediction.severity.items() if k != "zones"})
+        if st.toggle("Show raw values (for developers)", key="review_developer"):
+            st.dataframe(pd.DataFrame(prediction.top_features), hide_index=True, width="stretch")
+            st.json({"severity": prediction.severity, "lung_quality": prediction.lung_fields.quality
+                     if prediction.lung_fields is not None else None, "metadata": prediction.metadata})
 
 
 def study_date_of(prediction: Prediction) -> dt.date | None:
@@ -106,10 +130,37 @@ def study_date_of(prediction: Prediction) -> dt.date | None:
         return None
 
 
+def zone_grade_inputs(prediction: Prediction, suffix: str) -> dict[str, int] | None:
+    """Six grade boxes laid out as on the film (patient's right lung on the left), prefilled with the model's."""
+    grades = (prediction.severity or {}).get("zones")
+    if not grades:
+        return None
+    st.markdown("**Zone grades** — correct any you disagree with (saved with the case as a training label)")
+    right_column, left_column = st.columns(2)
+    chosen = {}
+    for name in ZONE_NAMES:
+        column = right_column if name.startswith("right") else left_column
+        chosen[name] = column.selectbox(zone_label(name), range(MAX_ZONE_GRADE + 1), index=int(grades[name]),
+                                        format_func=lambda g: f"{g} — {GRADE_WORDS[g]}",
+                                        key=f"review_grade_{name}_{suffix}")
+    return chosen
+
+
+def duplicate_warning(prediction: Prediction) -> None:
+    store = open_worklist()
+    earlier = store.cases_with_image(prediction.sha256) if store is not None else pd.DataFrame()
+    if not earlier.empty:
+        listed = ", ".join(f"#{row.id} ({row.patient_id})" for row in earlier.itertuples())
+        st.warning(f"This image (same SHA-256) is already in the worklist: case {listed}. Saving it again "
+                   "creates another case.")
+
+
 def save_form(key: str, prediction: Prediction, model: TriageModel) -> None:
-    """Patient id, study date, the clinician's decision and a note; saves one worklist case or nothing."""
+    """Patient id, study date, the decision, corrected zone grades and a note; saves one worklist case or nothing."""
     saved = st.session_state.setdefault("review_saved", {})
     suffix = prediction.sha256[:16]
+    if key not in saved:
+        duplicate_warning(prediction)
     with st.form(f"review_form_{suffix}"):
         st.markdown("#### Decision")
         left, right = st.columns(2)
@@ -119,14 +170,19 @@ def save_form(key: str, prediction: Prediction, model: TriageModel) -> None:
                                       min_value=dt.date(1990, 1, 1), format="YYYY-MM-DD")
         offset = left.number_input("Days since symptom onset (optional)", value=None, step=1.0,
                                    key=f"review_offset_{suffix}")
-        reviewer = right.text_input("Reviewer", key="review_reviewer")
-        decision = st.radio("Your decision", DECISIONS, index=0 if prediction.flagged else 1, horizontal=True,
-                            key=f"review_decision_{suffix}")
+        decision = right.radio("Your decision", DECISIONS, index=0 if prediction.flagged else 1,
+                               key=f"review_decision_{suffix}")
+        corrected = zone_grade_inputs(prediction, suffix)
         note = st.text_area("Note", key=f"review_note_{suffix}", max_chars=4000)
+        reviewer = current_reviewer()
+        st.caption(f"Saved by {reviewer.describe()}." if reviewer else require_reviewer_note())
         submitted = st.form_submit_button("Save to worklist", type="primary", disabled=key in saved)
     if key in saved:
         st.success(f"Saved to the worklist as case #{saved[key]}.")
     if not submitted:
+        return
+    if reviewer is None:
+        st.error(f"Not saved: {require_reviewer_note()}")
         return
     store = open_worklist()
     if store is None:
@@ -137,8 +193,9 @@ def save_form(key: str, prediction: Prediction, model: TriageModel) -> None:
             patient_id=patient_id, image_name=prediction.file, image_sha256=prediction.sha256,
             risk=prediction.risk, flagged=decision == DECISIONS[0], threshold=prediction.threshold,
             per_model=prediction.per_model, corona_score=severity.get("corona_score"),
-            zones=severity.get("zones"), study_date=study_date, offset_days=offset, reviewer=reviewer,
-            note=note, model_version=model_version(model))
+            zones=severity.get("zones"), study_date=study_date, offset_days=offset, reviewer=reviewer.name,
+            reviewer_source=reviewer.source, note=note, model_version=model_version(model),
+            thumbnail_png=thumbnail_png(prediction.image.pixels), zones_corrected=corrected)
     except WorklistError as exc:
         st.error(f"Not saved: {exc}")
         return
@@ -146,30 +203,40 @@ def save_form(key: str, prediction: Prediction, model: TriageModel) -> None:
     st.rerun()  # redraw with the button disabled and the confirmation shown
 
 
+def shown_grades(prediction: Prediction, suffix: str) -> dict[str, int] | None:
+    """The grades on the overlay: the reviewer's corrections once made (the form's boxes), else the model's."""
+    grades = (prediction.severity or {}).get("zones")
+    if not grades:
+        return None
+    return {name: st.session_state.get(f"review_grade_{name}_{suffix}", grades[name]) for name in ZONE_NAMES}
+
+
 def show_prediction(key: str, prediction: Prediction, model: TriageModel) -> None:
     if prediction.error is not None:
-        st.error(f"{prediction.file}: {prediction.error}")
+        st.error(problem_message(prediction))
         return
     st.subheader(prediction.file)
     for warning in prediction.warnings:
         st.warning(warning)
-    image_column, result_column = st.columns([3, 2])
-    with image_column:
-        show_image(prediction)
-    with result_column:
-        show_verdict(prediction, model.report.get("consensus", {}).get("target_sensitivity"))
+    film_column, verdict_column = st.columns([3, 2])
+    with verdict_column:  # drawn first: the verdict is what the reader waits for
+        show_verdict(prediction, model, default_evaluations().get("source"))
         st.plotly_chart(charts.per_model_bars(prediction.per_model, prediction.risk, prediction.threshold),
                         key="review_models", width="stretch")
+        show_score_context(prediction, model)
+    with film_column:
+        film_viewer(prediction, shown_grades(prediction, prediction.sha256[:16]))
     show_details(prediction)
     save_form(key, prediction, model)
 
 
 st.title("Review chest X-rays")
-model = require_model()
 uploads = st.file_uploader("Chest X-rays: PNG, JPEG, TIFF or DICOM (several at once for a batch)",
                            type=UPLOAD_TYPES, accept_multiple_files=True, key="review_uploader")
+model = require_model()
+table_slot = st.empty()
 if uploads:
-    st.session_state["review_batch"] = score_uploads(model, uploads)
+    st.session_state["review_batch"] = score_uploads(model, uploads, table_slot)
 elif st.session_state.get("review_batch"):
     # The uploader forgets its files when another page is shown; the scored batch is kept in the session.
     st.caption("Showing your last batch. Upload images to replace it.")
@@ -184,14 +251,13 @@ if not batch_keys:
 batch = {key: prediction_cache()[key] for key in dict.fromkeys(batch_keys)}
 selected = batch_keys[0]
 if len(batch) > 1:
-    table = batch_table(batch)
-    flagged = int((table["verdict"] == "FLAGGED").sum())
-    for prediction in batch.values():
-        if prediction.error is not None:
-            st.error(f"{prediction.file}: {prediction.error}")
-    st.markdown(f"**{len(table)} images**, {flagged} flagged, highest risk first.")
-    st.dataframe(table.drop(columns="key"), hide_index=True, width="stretch", column_config={
-        "risk %": st.column_config.ProgressColumn("risk %", min_value=0, max_value=100, format="%.1f%%")})
+    table = batch_table(batch, saved_cases(batch))
+    with table_slot.container():
+        st.markdown(batch_summary(batch))
+        for prediction in batch.values():
+            if prediction.error is not None:
+                st.error(problem_message(prediction))
+        draw_batch_table(table)
     labels = dict(zip(table["key"], table["file"] + "  —  " + table["verdict"]))
-    selected = st.selectbox("Image to review", list(labels), format_func=labels.get, key="review_selected")
+    selected = st.selectbox("Film to review", list(labels), format_func=labels.get, key="review_selected")
 show_prediction(selected, batch[selected], model)
