@@ -81,7 +81,8 @@ def show_trend(series: pd.DataFrame, x: str) -> None:
     st.caption(f"Rule: {verdict['rule']}")
 
 
-def show_thumbnails(series: pd.DataFrame, x: str) -> None:
+def show_thumbnails(series: pd.DataFrame, x: str, stored: dict[int, bytes]) -> None:
+    """Each film of the series in time order: the reference file, or the copy stored with the worklist case."""
     in_session = predictions_by_image_sha()
     columns = st.columns(THUMBNAILS_PER_ROW)
     for index, row in enumerate(series.itertuples()):
@@ -91,12 +92,15 @@ def show_thumbnails(series: pd.DataFrame, x: str) -> None:
         if pd.notna(row.corona_score):
             caption += f", score {row.corona_score:.0f}"
         column = columns[index % THUMBNAILS_PER_ROW]
+        case_id = getattr(row, "id", None)
         if "path" in series and isinstance(row.path, str):
             column.image(row.path, caption=caption, width="stretch")
+        elif case_id is not None and int(case_id) in stored:
+            column.image(stored[int(case_id)], caption=f"case #{case_id}: {caption}", width="stretch")
         elif getattr(row, "image_sha256", None) in in_session:
             column.image(in_session[row.image_sha256].image.to_uint8(), caption=caption, width="stretch")
         else:
-            column.caption(f"{row.image_name}: image not kept (the worklist stores only its hash). {caption}")
+            column.caption(f"{row.image_name}: no copy of the film was stored with this case. {caption}")
 
 
 st.title("Patient progression")
@@ -129,4 +133,5 @@ x, x_title = time_axis(series)
 st.plotly_chart(charts.progression_figure(series, x, x_title), key="progression_chart", width="stretch")
 show_trend(series, x)
 st.subheader("Images")
-show_thumbnails(series, x)
+stored = store.thumbnails(series["id"].astype(int).tolist()) if source == WORKLIST else {}
+show_thumbnails(series, x, stored)

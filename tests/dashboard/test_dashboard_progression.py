@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from dashboard_support import (
     isolate_app,
@@ -11,6 +12,7 @@ from dashboard_support import (
     texts,
 )
 
+from core.worklist.review_data import thumbnail_png
 from core.worklist.store import WorklistStore
 
 PER_MODEL = {"SVM": 0.5, "Random Forest": 0.5, "Neural Network": 0.5, "kNN": 0.5}
@@ -33,8 +35,10 @@ def series_traces(app) -> dict:
 
 
 def test_worklist_patient_over_days_since_onset(store):
-    add(store, "P-1", "b", 0.8, offset_days=9, corona_score=55)   # saved out of order on purpose
-    add(store, "P-1", "a", 0.9, offset_days=2, corona_score=30)
+    film = np.linspace(0, 1, 300 * 240, dtype=np.float32).reshape(300, 240)
+    later = add(store, "P-1", "b", 0.8, offset_days=9, corona_score=55,   # saved out of order on purpose
+                thumbnail_png=thumbnail_png(film))
+    add(store, "P-1", "a", 0.9, offset_days=2, corona_score=30)           # saved before films were kept
     add(store, "P-2", "c", 0.1)
     app = open_page("progression")
     app.selectbox(key="progression_patient").set_value("P-1").run()
@@ -44,7 +48,10 @@ def test_worklist_patient_over_days_since_onset(store):
     assert list(traces["corona score"].y) == [30.0, 55.0]
     assert [round(v) for v in traces["COVID-19 risk %"].y] == [90, 80]
     assert "days since symptom onset" in plotly_figures(app)[0].layout.xaxis.title.text
-    assert "image not kept" in texts(app)  # the worklist stores hashes, not images
+    # the film stored with the later case is shown second (time order); the earlier case says it has none
+    assert [caption for image in app.image for caption in image.captions] == [f"case #{later}: day 9 — risk 80%, "
+                                                                             "score 55"]
+    assert "no copy of the film was stored" in texts(app)
 
 
 def test_worklist_patient_over_study_dates(store):
