@@ -113,11 +113,13 @@ def film_figure(panels: Sequence[tuple[str, np.ndarray]], labels: Sequence[tuple
     return figure
 
 
-def metric_bars(table: pd.DataFrame, metric: str) -> go.Figure:
+def metric_bars(table: pd.DataFrame, metric: str, title: str | None = None) -> go.Figure:
     """Grouped bars: one group per model, one bar per stage (before/after feature selection), ± sd whiskers.
 
-    ``table`` has columns ``model``, ``stage``, ``metric`` and optionally ``metric + "_sd"``.
+    ``table`` has columns ``model``, ``stage``, ``metric`` and optionally ``metric + "_sd"``; ``title`` is the
+    metric's name for the reader (default ``metric``).
     """
+    title = title or metric
     figure = go.Figure()
     for stage, rows in table.groupby("stage", sort=False):
         sd = rows.get(f"{metric}_sd")
@@ -127,17 +129,17 @@ def metric_bars(table: pd.DataFrame, metric: str) -> go.Figure:
             marker_pattern_shape=STAGE_PATTERNS.get(str(stage).split()[0], ""),
             marker_color=[model_colour(m) for m in rows["model"]],
             hovertemplate="%{x} (" + str(stage) + "): %{y:.3f}<extra></extra>"))
-    figure.update_layout(**_LAYOUT, barmode="group", height=380, title=metric,
-                         yaxis=dict(title=metric, range=[0, 1.05]), legend_title_text="feature selection")
+    figure.update_layout(**_LAYOUT, barmode="group", height=380, title=title,
+                         yaxis=dict(title=title, range=[0, 1.05]), legend_title_text="feature selection")
     return figure
 
 
 def roc_figure(curves: Sequence[dict], operating_points: Sequence[dict] = ()) -> go.Figure:
     """ROC curves with the threshold on hover, plus marked operating points.
 
-    ``curves``: dicts with ``name``, ``fpr``, ``tpr``, optional ``thresholds``, ``colour``, ``dash``; points are
+    ``curves``: dicts with ``name``, ``fpr``, ``tpr``, optional ``thresholds``, ``colour``, ``dash``, ``width``; points are
     joined by straight lines (ties between the classes give diagonal segments, as in sklearn's ``roc_curve``).
-    ``operating_points``: dicts with ``name``, ``fpr``, ``tpr``, optional ``colour`` and ``text``.
+    ``operating_points``: dicts with ``name``, ``fpr``, ``tpr``, optional ``colour``, ``symbol`` and ``text``.
     """
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#666666"),
@@ -148,11 +150,13 @@ def roc_figure(curves: Sequence[dict], operating_points: Sequence[dict] = ()) ->
                  + "<extra>" + curve["name"] + "</extra>")
         figure.add_trace(go.Scatter(
             x=curve["fpr"], y=curve["tpr"], mode="lines", name=curve["name"], customdata=thresholds,
-            line=dict(color=curve.get("colour"), dash=curve.get("dash", "solid")), hovertemplate=hover))
+            line=dict(color=curve.get("colour"), dash=curve.get("dash", "solid"), width=curve.get("width", 2)),
+            hovertemplate=hover))
     for point in operating_points:
         figure.add_trace(go.Scatter(
             x=[point["fpr"]], y=[point["tpr"]], mode="markers", name=point["name"],
-            marker=dict(size=12, symbol="x", color=point.get("colour", "white"), line=dict(width=1)),
+            marker=dict(size=16 if point.get("symbol") == "star" else 12, symbol=point.get("symbol", "x"),
+                        color=point.get("colour", "white"), line=dict(width=1)),
             hovertemplate=point.get("text", "FPR %{x:.3f}, TPR %{y:.3f}") + "<extra></extra>"))
     # square plot: equal scales on both axes, the x axis shrinks to fit instead of extending past [0, 1]
     figure.update_layout(**_LAYOUT, height=600,

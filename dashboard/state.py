@@ -17,6 +17,7 @@ from core.evaluation.splits import SPLITS
 from core.learn.artifacts import REPORT_NAME, ModelLoadError
 from core.paths import default_cache_dir, default_data_dir, default_models_dir
 from core.triage.model import Prediction, TriageModel
+from core.triage.reliability import cross_hospital_check
 from core.workflow import evaluation_file_name, train
 from core.worklist.store import WorklistError, WorklistStore, default_database_url
 
@@ -33,6 +34,11 @@ def models_stamp(models_dir: Path) -> float:
 @st.cache_resource(show_spinner="Loading the models…", max_entries=2)
 def _cached_model(models_dir: str, stamp: float) -> TriageModel:
     return TriageModel.load(models_dir)
+
+
+def models_present() -> bool:
+    """Whether the default models folder has a training report (cheap: nothing is loaded)."""
+    return (default_models_dir() / REPORT_NAME).is_file()
 
 
 def load_model() -> TriageModel:
@@ -109,6 +115,15 @@ def saved_evaluations(models_dir: str, stamp: float) -> dict[str, EvaluationRepo
 def default_evaluations() -> dict[str, EvaluationReport]:
     models_dir = default_models_dir()
     return saved_evaluations(str(models_dir), models_stamp(models_dir))
+
+
+def cross_hospital_warning() -> None:
+    """The saved cross-hospital check, where figures from within-hospital splits are shown (when it failed)."""
+    check = cross_hospital_check(default_evaluations().get("source"))
+    if check is not None and not check.passed:
+        st.warning(f"**Cross-hospital check.** Trained on the other hospitals, the models {check.describe()}. "
+                   "Figures from the patient and random splits overstate what the models would do in a new "
+                   "hospital: they may have learned the hospital, not the disease.")
 
 
 def prediction_cache() -> dict[str, Prediction]:

@@ -13,30 +13,68 @@ from core.evaluation.metrics import METRICS
 from core.evaluation.splits import SPLITS
 from core.features.blocks import FEATURE_SETS
 from core.io.datasets import DatasetError
+from core.evaluation.consensus import with_consensus
 from core.learn.artifacts import ModelLoadError, read_report
 from core.paths import default_cache_dir, default_data_dir, default_models_dir
 from core.workflow import load_feature_matrix, run_evaluation
 from dashboard import charts
-from dashboard.state import CUSTOM_RUNS_KEY, STAGE_LABELS, choose_report
+from dashboard.state import CUSTOM_RUNS_KEY, STAGE_LABELS, choose_report, load_model
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def run_comparison(data_dir: str, feature_set: str, select_k: int | None, split: str, repeats: int,
-                   test_source: str | None, _progress) -> EvaluationReport:
-    """Features (from the per-image cache when possible), then the repeated evaluation; cached by the parameters."""
-    matrix = load_feature_matrix(data_dir, feature_set, n_jobs=-1, cache_dir=default_cache_dir(),
-                                 progress=lambda fraction, message: _progress(0.5 * fraction, message))
-    return run_evaluation(matrix, split=split, test_source=test_source or None, repeats=repeats, select_k=select_k,
-                          n_jobs=-1, progress=lambda fraction, message: _progress(0.5 + 0.5 * fraction, message))
+MAX_KEPT_RUNS = 16
+# What a reader sees instead of the metric's short name; Recall is the same number as Sensitivity.
+METRIC_LABELS = {"CA": "Accuracy", "Sensitivity": "Sensitivity (recall)"}
+SHOWN_METRICS = [metric for metric in METRICS if metric != "Recall"]
+
+
+@st.cache_resource(show_spinner=False)
+def finished_evaluations() -> dict[tuple, EvaluationReport]:
+    """Evaluations already run in this server process, by their parameters (so a repeated run is instant).
+
+    A plain dict in ``st.cache_resource`` rather than ``st.cache_data`` on the evaluation itself: the run reports
+    its progress to a bar on the page, and a cached function must not touch page elements (Streamlit replays them,
+    which fails on the second identical run with ``CacheReplayClosureError``).
+    """
+    return {}
+
+
+def run_comparison(parameters: tuple, progress) -> EvaluationReport:
+    """Features (from the per-image cache when possible), then the repeated evaluation; reused when run before."""
+    done = finished_evaluations()
+    if parameters not in done:
+        data_dir, feature_set, select_k, split, repeats, test_source = parameters
+        matrix = load_feature_matrix(data_dir, feature_set, n_jobs=-1, cache_dir=default_cache_dir(),
+                                     progress=lambda fraction, message: progress(0.5 * fraction, message))
+        report = run_evaluation(matrix, split=split, test_source=test_source or None, repeats=repeats,
+                                select_k=select_k, n_jobs=-1,
+                                progress=lambda fraction, message: progress(0.5 + 0.5 * fraction, message))
+        while len(done) >= MAX_KEPT_RUNS:
+            done.pop(next(iter(done)))
+        done[parameters] = add_consensus(report, feature_set)
+    return done[parameters]
+
+
+def add_consensus(report: EvaluationReport, feature_set: str) -> EvaluationReport:
+    """The consensus at the saved threshold, when this run used the saved models' settings (else unchanged)."""
+    try:
+        model = load_model()
+    except ModelLoadError:
+        return report
+    settings = model.report
+    if (feature_set, report.select_k, report.preset) != (settings.get("feature_set"), settings.get("select_k"),
+                                                         settings.get("preset")):
+        return report
+    return with_consensus(report, model.calibrator, model.flag_rule)
 
 
 def score_table(report: EvaluationReport) -> pd.DataFrame:
     """One row per model × stage, each metric as "mean ± sd" text."""
     table = report.table()
     shown = pd.DataFrame({"model": table["model"], "stage": table["stage"].map(STAGE_LABELS)})
-    for metric in METRICS:
-        shown[metric] = [f"{value:.3f}" + ("" if math.isnan(sd) else f" ± {sd:.3f}")
-                         for value, sd in zip(table[metric], table[f"{metric}_sd"])]
+    for metric in SHOWN_METRICS:
+        shown[METRIC_LABELS.get(metric, metric)] = [
+            f"{value:.3f}" + ("" if math.isnan(sd) else f" ± {sd:.3f}")
+            for value, sd in zip(table[metric], table[f"{metric}_sd"])]
     return shown
 
 
@@ -54,8 +92,8 @@ def selection_table(report: EvaluationReport) -> pd.DataFrame:
 SOURCE_CHECK_NOTE = (
     "**Shortcut check.** Trained on the other hospitals, tested on one held-out hospital. An AUC near or below 0.5 "
     "means the models learned the hospital, not the disease: on the reference data no feature set passes this "
-    "check, so the other splits overstate what the models would do in a new hospital. With 22 test images (mostly "
-    "AP COVID-19 vs PA Normal) an AUC is uncertain by about ±0.2.")
+    "check, so the other splits overstate what the models would do in a new hospital. With about 30 test images "
+    "an AUC is uncertain by about ±0.2.")
 
 
 def show_report(report: EvaluationReport, key: str) -> None:
@@ -63,10 +101,13 @@ def show_report(report: EvaluationReport, key: str) -> None:
         st.warning(SOURCE_CHECK_NOTE)
     st.dataframe(score_table(report), hide_index=True, width="stretch")
     st.caption("AUC: mean over repeats; other scores: predictions pooled over repeats; ± sd over repeats. "
-               "COVID-19 is the positive class.")
-    metric = st.segmented_control("Metric", METRICS, default="AUC", key=f"{key}_metric") or "AUC"
+               "COVID-19 is the positive class. Consensus (when shown): the four models' calibrated mean at the "
+               "saved flag threshold — what the app uses; each model alone at probability 0.5.")
+    metric = st.segmented_control("Metric", SHOWN_METRICS, default="AUC", key=f"{key}_metric",
+                                  format_func=lambda m: METRIC_LABELS.get(m, m)) or "AUC"
     table = report.table().assign(stage=lambda t: t["stage"].map(STAGE_LABELS))
-    st.plotly_chart(charts.metric_bars(table, metric), key=f"{key}_bars", width="stretch")
+    st.plotly_chart(charts.metric_bars(table, metric, METRIC_LABELS.get(metric, metric)), key=f"{key}_bars",
+                    width="stretch")
     selected = selection_table(report)
     if not selected.empty:
         st.markdown("**Features kept by information-gain selection** (per model, over the repeats)")
@@ -106,8 +147,8 @@ def evaluation_form() -> None:
     parameters = (data_dir.strip(), feature_set, int(select_k) or None, split, int(repeats),
                   test_source.strip() if split == "source" else "")
     try:
-        report = run_comparison(*parameters, _progress=lambda fraction, message: bar.progress(
-            min(max(fraction, 0.0), 1.0), text=message))
+        report = run_comparison(parameters, lambda fraction, message: bar.progress(min(max(fraction, 0.0), 1.0),
+                                                                                    text=message))
     except (DatasetError, ValueError, OSError) as exc:
         bar.empty()
         st.error(f"The evaluation could not run: {exc}")

@@ -16,7 +16,14 @@ from core.worklist.review_data import MAX_ZONE_GRADE, thumbnail_png, zone_label
 from core.worklist.store import WorklistError
 from dashboard import charts
 from dashboard.identity import current_reviewer, require_reviewer_note
-from dashboard.state import default_evaluations, model_version, open_worklist, prediction_cache, require_model
+from dashboard.state import (
+    default_evaluations,
+    model_version,
+    models_present,
+    open_worklist,
+    prediction_cache,
+    require_model,
+)
 from dashboard.verdict import show_score_context, show_verdict
 from dashboard.viewer import GRADE_WORDS, film_viewer
 
@@ -231,6 +238,8 @@ def show_prediction(key: str, prediction: Prediction, model: TriageModel) -> Non
 
 
 st.title("Review chest X-rays")
+if not models_present():
+    require_model()  # first start: the reason, the command and the train button (and no uploader)
 uploads = st.file_uploader("Chest X-rays: PNG, JPEG, TIFF or DICOM (several at once for a batch)",
                            type=UPLOAD_TYPES, accept_multiple_files=True, key="review_uploader")
 model = require_model()
