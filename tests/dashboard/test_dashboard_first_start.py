@@ -67,6 +67,21 @@ def test_comparison_runs_an_evaluation_and_offers_it_to_the_other_pages(fresh_ap
     assert any(option.startswith("your run: random split, radiomic") for option in options)
 
 
+def test_running_the_same_evaluation_twice_works(fresh_app, small_dataset):
+    """The second identical run used to crash (CacheReplayClosureError: a progress bar inside st.cache_data)."""
+    app = open_page("model_comparison")
+    app.selectbox(key="comparison_feature_set").set_value("radiomic")
+    app.selectbox(key="comparison_split").set_value("random")
+    app.number_input(key="comparison_repeats").set_value(2)
+    app.number_input(key="comparison_select_k").set_value(5)
+    app.form_submit_button[0].click().run()
+    first = app.dataframe[0].value
+    app.form_submit_button[0].click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert "Finished: random split, radiomic features, k=5, 2 repeats" in texts(app)
+    assert app.dataframe[0].value.equals(first)
+
+
 def test_comparison_reports_a_bad_data_folder_clearly(fresh_app, tmp_path):
     app = open_page("model_comparison")
     app.text_input(key="comparison_data_dir").set_value(str(tmp_path / "nowhere"))
