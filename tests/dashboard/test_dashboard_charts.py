@@ -15,7 +15,7 @@ from scipy import ndimage as ndi
 from core.lungs.fields import find_lung_fields
 from core.lungs.zones import ZONE_NAMES
 from dashboard import charts
-from dashboard.overlay import overlay_rgb
+from dashboard.overlay import DISPLAY_MAX_SIDE, apply_window, display_copy, overlay_rgb
 
 
 def test_zone_label_positions_are_zone_centroids_as_fractions():
@@ -28,30 +28,45 @@ def test_zone_label_positions_are_zone_centroids_as_fractions():
     assert positions[6] == pytest.approx((150 / 200, 70 / 100))
 
 
-def test_xray_figure_sends_a_downsized_png_and_scales_the_labels():
+def decode(uri: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+
+
+def test_film_figure_sends_downsized_pngs_scales_labels_and_marks_right_and_left():
     rgb = np.zeros((1500, 3000, 3), dtype=np.uint8)
     rgb[:, 1500:] = 255
-    figure = charts.xray_figure(rgb, labels=[(0.5, 0.25, "2")], title="Corona score 40 / 100")
-    uri = figure.data[0].source
-    assert uri.startswith("data:image/png;base64,")
-    shown = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
-    assert shown.size == (charts.DISPLAY_MAX_SIDE, charts.DISPLAY_MAX_SIDE // 2)
-    label = figure.layout.annotations[0]
-    assert (label.x, label.y, label.text) == (charts.DISPLAY_MAX_SIDE / 2, charts.DISPLAY_MAX_SIDE / 8, "2")
+    figure = charts.film_figure([("Original", rgb), ("Overlay", rgb)], labels=[(0.5, 0.25, "2")],
+                                legend=[("#808080", "0 none")])
+    assert [trace.type for trace in figure.data] == ["image", "image"]
+    for trace in figure.data:
+        assert trace.source.startswith("data:image/png;base64,")
+        assert decode(trace.source).size == (DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE // 2)
+    assert figure.layout.xaxis2.matches == "x" and figure.layout.yaxis2.matches == "y"  # zoomed together
+    by_text = {}
+    for annotation in figure.layout.annotations:
+        by_text.setdefault(annotation.text, []).append(annotation)
+    label = by_text["2"][0]
+    assert (label.xref, label.x, label.y) == ("x2", DISPLAY_MAX_SIDE / 2, DISPLAY_MAX_SIDE / 8)  # on the overlay
+    right, left = by_text["<b>R</b>"], by_text["<b>L</b>"]
+    assert len(right) == len(left) == 2                      # on both panels
+    assert all(r.x < DISPLAY_MAX_SIDE / 2 < l.x for r, l in zip(right, left))  # patient's right on the image left
+    assert any("0 none" in text for text in by_text)
 
 
-def test_zone_grades_are_drawn_on_a_real_xray(sample_png):
-    pixels = np.asarray(Image.open(sample_png).convert("L"), dtype=np.float32) / 255
-    fields = find_lung_fields(pixels)
-    grades = dict(zip(ZONE_NAMES, [0, 1, 2, 3, 2, 1]))
-    rgb = overlay_rgb(pixels, fields, zone_values=list(grades.values()), vmax=3)
-    positions = charts.zone_label_positions(fields.zones)
-    figure = charts.xray_figure(rgb, [(x, y, str(grades[ZONE_NAMES[z - 1]])) for z, (x, y) in positions.items()])
-    assert len(figure.layout.annotations) == len(positions) == 6
-    # the patient's right lung (zones 1-3) is on the image left
-    right_lung_x = [positions[z][0] for z in (1, 2, 3)]
-    left_lung_x = [positions[z][0] for z in (4, 5, 6)]
-    assert max(right_lung_x) < min(left_lung_x)
+def test_window_and_level_stretch_the_chosen_range():
+    pixels = np.linspace(0, 1, 101, dtype=np.float32)[None, :]
+    assert np.allclose(apply_window(pixels, 1.0, 0.5), pixels)  # full window, mid level: unchanged
+    narrow = apply_window(pixels, 0.2, 0.3)                     # 0.2 .. 0.4 stretched to 0 .. 1
+    assert narrow[0, 20] == 0 and narrow[0, 40] == 1 and narrow[0, 30] == pytest.approx(0.5)
+    assert narrow.min() == 0 and narrow.max() == 1
+
+
+def test_display_copy_bounds_the_longest_side():
+    big = np.random.default_rng(0).uniform(size=(3000, 2400)).astype(np.float32)
+    copy = display_copy(big)
+    assert copy.shape == (DISPLAY_MAX_SIDE, round(2400 / 3000 * DISPLAY_MAX_SIDE)) and copy.dtype == np.float32
+    small = np.zeros((300, 200), dtype=np.float32)
+    assert display_copy(small) is small or np.array_equal(display_copy(small), small)
 
 
 def test_per_model_bars_show_percentages_and_the_consensus_threshold():
@@ -87,3 +102,9 @@ def test_overlay_at_original_resolution_with_tinted_zones():
     assert changed.any() and (zones[changed] == 1).all()  # only the right upper zone is tinted
     with pytest.raises(ValueError):
         overlay_rgb(pixels, fields, zone_values=[1, 2, 3])
+    invisible = overlay_rgb(pixels, fields, zone_values=[3, 0, 0, 0, 0, np.nan], vmax=3, opacity=0.0)
+    assert np.array_equal(invisible, grey)                      # opacity 0: the film alone
+    half = overlay_rgb(pixels, fields, zone_values=[3, 0, 0, 0, 0, np.nan], vmax=3, opacity=0.5)
+    inside = zones == 1
+    assert (np.abs(half[inside].astype(int) - grey[inside]).mean()
+            < np.abs(tinted[inside].astype(int) - grey[inside]).mean())  # half opacity: weaker tint

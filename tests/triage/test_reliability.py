@@ -1,0 +1,69 @@
+"""What the verdict says about its own reliability: validation status, model spread, known limits, score range."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from dashboard_support import require_default_model
+
+from core.evaluation.report import EvaluationReport
+from core.paths import default_models_dir
+from core.triage.model import TriageModel
+from core.triage.reliability import (
+    NOT_VALIDATED,
+    cross_hospital_check,
+    known_limits,
+    risk_spread,
+    score_reference,
+    validation_status,
+)
+
+
+@pytest.fixture(scope="module")
+def model() -> TriageModel:
+    require_default_model()
+    return TriageModel.load()
+
+
+@pytest.fixture(scope="module")
+def prediction(model, sample_png):
+    return model.predict(sample_png)
+
+
+def test_not_validated_until_a_site_profile_is_active(prediction):
+    assert validation_status(prediction) == NOT_VALIDATED
+    profiled = dataclasses.replace(prediction, site_profile="St Elsewhere, CR room 2")
+    assert validation_status(profiled) == "validated at this site (site profile St Elsewhere, CR room 2)"
+
+
+def test_spread_is_each_model_through_the_consensus_calibration(model, prediction):
+    spread = risk_spread(model, prediction)
+    assert set(spread.per_model) == set(prediction.per_model)
+    assert 0 <= spread.low <= spread.high <= 1
+    for name, probability in prediction.per_model.items():  # monotone calibration: the order of the models is kept
+        others = [n for n in prediction.per_model if prediction.per_model[n] < probability]
+        assert all(spread.per_model[n] <= spread.per_model[name] for n in others)
+    assert spread.straddles_threshold == (spread.low < prediction.threshold <= spread.high)
+    assert risk_spread(model, dataclasses.replace(prediction, risk=None)) is None
+
+
+def test_known_limits_carry_the_cross_hospital_check(model):
+    path = default_models_dir() / "evaluation-source.json"
+    source = EvaluationReport.from_json(path) if path.is_file() else None
+    limits = known_limits(model.report, source)
+    assert limits.startswith("Known limits: trained on") and "COVID-19 and Normal films only" in limits
+    if source is not None:
+        check = cross_hospital_check(source)
+        assert check.describe() in limits and check.test_source in limits
+        assert cross_hospital_check(None) is None
+
+
+def test_score_reference_is_the_normal_range_and_retake_noise(model):
+    reference = score_reference(model.report)
+    normal = model.report["severity"]["corona_by_label"]["Normal"]
+    assert (reference.normal_low, reference.normal_high, reference.n_normal) == (normal["p10"], normal["p90"],
+                                                                                 normal["n"])
+    assert reference.uncertainty == pytest.approx(1.96 * model.report["severity"]["noise"]["noise_sd"])
+    assert "80 % score between" in reference.describe()
+    assert score_reference({}) is None
