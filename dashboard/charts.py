@@ -19,6 +19,7 @@ MODEL_COLOURS = {"SVM": "#56B4E9", "Random Forest": "#009E73", "Neural Network":
                  "Consensus": "#F0F0F0"}
 STAGE_PATTERNS = {"before": "", "after": "/"}
 FLAG_COLOUR, CLEAR_COLOUR = "#FF6B6B", "#4CC38A"
+FILM_FIGURE_WIDTH = 1100  # px: the viewer spans the main column of a wide layout
 _LAYOUT = dict(template="plotly_dark", margin=dict(l=10, r=10, t=40, b=10), font=dict(size=13))
 
 
@@ -68,7 +69,7 @@ def png_data_uri(rgb: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> tuple[str
 
 
 def film_figure(panels: Sequence[tuple[str, np.ndarray]], labels: Sequence[tuple[float, float, str]] = (),
-                legend: Sequence[tuple[str, str]] = (), height: int = 620) -> go.Figure:
+                legend: Sequence[tuple[str, str]] = (), width: int = FILM_FIGURE_WIDTH) -> go.Figure:
     """One film, or the same film twice side by side (original | overlay), zoomed together, with R/L markers.
 
     Parameters
@@ -80,6 +81,8 @@ def film_figure(panels: Sequence[tuple[str, np.ndarray]], labels: Sequence[tuple
         Text at fractional positions of the last panel (e.g. each zone's grade at its centroid).
     legend : sequence of (colour, text)
         Drawn under the panels, e.g. the zone-grade colours.
+    width : int
+        Expected width of the figure on the page (px): the height follows from it and the films' aspect ratio.
 
     The patient's right is on the image left (radiological convention): "R" is drawn top left, "L" top right.
     Zoom: drag a box on either panel (both follow), scroll to zoom, double-click to reset.
@@ -108,7 +111,10 @@ def film_figure(panels: Sequence[tuple[str, np.ndarray]], labels: Sequence[tuple
                               text=f"<span style='color:{colour}'>■</span> {text}", font=dict(size=13))
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False, scaleanchor="x")
-    figure.update_layout(**{**_LAYOUT, "margin": dict(l=0, r=0, t=30, b=40 if legend else 0)}, height=height,
+    film_height, film_width = panels[0][1].shape[:2]
+    bottom = 40 if legend else 0
+    height = round(width / len(panels) * film_height / film_width) + 30 + bottom
+    figure.update_layout(**{**_LAYOUT, "margin": dict(l=0, r=0, t=30, b=bottom)}, height=min(height, 1100),
                          dragmode="zoom")
     return figure
 

@@ -2,12 +2,14 @@
 and the first-start screen that trains the default model when there is none.
 
 Caching rules: objects that hold live state (the fitted models, the database engine) are ``st.cache_resource``,
-one per process; tables and reports are ``st.cache_data``. Every cache key includes what would make the cached
+one per process (the models load in a background thread, so a page can be drawn while they load); tables and
+reports are ``st.cache_data``. Every cache key includes what would make the cached
 value stale (the models folder's ``report.json`` modification time, the database URL).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import streamlit as st
@@ -31,9 +33,14 @@ def models_stamp(models_dir: Path) -> float:
     return report.stat().st_mtime if report.is_file() else 0.0
 
 
-@st.cache_resource(show_spinner="Loading the models…", max_entries=2)
-def _cached_model(models_dir: str, stamp: float) -> TriageModel:
-    return TriageModel.load(models_dir)
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _model_loader(models_dir: str, stamp: float) -> Future:
+    """Loading of the models in a background thread, started once per models folder and process."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-models").submit(TriageModel.load, models_dir)
+
+
+def _clear_model_cache() -> None:
+    _model_loader.clear()
 
 
 def models_present() -> bool:
@@ -41,10 +48,20 @@ def models_present() -> bool:
     return (default_models_dir() / REPORT_NAME).is_file()
 
 
+def preload_model() -> None:
+    """Start loading the models without waiting: the first page is drawn meanwhile, the first upload finds them."""
+    models_dir = default_models_dir()
+    _model_loader(str(models_dir), models_stamp(models_dir))
+
+
 def load_model() -> TriageModel:
     """The default models (``core.paths.default_models_dir()``); raises :class:`ModelLoadError`."""
     models_dir = default_models_dir()
-    return _cached_model(str(models_dir), models_stamp(models_dir))
+    loader = _model_loader(str(models_dir), models_stamp(models_dir))
+    if not loader.done():
+        with st.spinner("Loading the models…"):
+            return loader.result()
+    return loader.result()
 
 
 def model_version(model: TriageModel) -> str:
@@ -76,7 +93,7 @@ def require_model() -> TriageModel:
         except Exception as exc:  # any failure is shown as a message: the page must stay usable
             st.error(f"Training failed: {exc}")
         else:
-            _cached_model.clear()
+            _clear_model_cache()
             saved_evaluations.clear()
             st.success(f"Saved to {default_models_dir()}: threshold {report['consensus']['threshold']:.3f}.")
             st.rerun()

@@ -15,6 +15,7 @@ from dashboard import charts
 from dashboard.overlay import apply_window, display_copy, grade_colour, grey_rgb, overlay_rgb
 
 GRADE_WORDS = ("none", "interstitial", "interstitial + alveolar (interstitial predominant)", "alveolar predominant")
+GRADE_LEGEND = ("none", "interstitial", "interstitial + alveolar", "alveolar predominant")  # short, for the film
 DEFAULT_WINDOW, DEFAULT_LEVEL, DEFAULT_OPACITY = 100, 50, 60  # percent of the display range / of full strength
 _CONTROL_KEYS = {"review_window": DEFAULT_WINDOW, "review_level": DEFAULT_LEVEL, "review_overlay": True,
                  "review_opacity": DEFAULT_OPACITY}
@@ -47,8 +48,8 @@ def mask_quality_warning(prediction: Prediction) -> str | None:
 
 
 def grade_legend(opacity: float) -> list[tuple[str, str]]:
-    return [(grade_colour(grade, MAX_ZONE_GRADE, opacity), f"{grade} {words}")
-            for grade, words in enumerate(GRADE_WORDS)]
+    return [(grade_colour(grade, MAX_ZONE_GRADE, opacity), f"grade {grade}: {words}")
+            for grade, words in enumerate(GRADE_LEGEND)]
 
 
 def film_viewer(prediction: Prediction, grades: dict[str, int] | None) -> None:
@@ -56,7 +57,7 @@ def film_viewer(prediction: Prediction, grades: dict[str, int] | None) -> None:
     for key, value in _CONTROL_KEYS.items():
         st.session_state.setdefault(key, value)
     has_overlay = prediction.lung_fields is not None
-    window_column, level_column, overlay_column, opacity_column = st.columns([3, 3, 2, 3])
+    window_column, level_column, opacity_column, overlay_column = st.columns([3, 3, 3, 2])
     window = window_column.slider("Window", 1, 100, key="review_window", format="%d%%",
                                   help="Width of the displayed grey range (100 %: the whole film as read)")
     level = level_column.slider("Level", 0, 100, key="review_level", format="%d%%",

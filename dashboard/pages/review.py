@@ -22,6 +22,7 @@ from dashboard.state import (
     models_present,
     open_worklist,
     prediction_cache,
+    preload_model,
     require_model,
 )
 from dashboard.verdict import show_score_context, show_verdict
@@ -225,14 +226,15 @@ def show_prediction(key: str, prediction: Prediction, model: TriageModel) -> Non
     st.subheader(prediction.file)
     for warning in prediction.warnings:
         st.warning(warning)
-    film_column, verdict_column = st.columns([3, 2])
-    with verdict_column:  # drawn first: the verdict is what the reader waits for
+    verdict_column, models_column, score_column = st.columns([5, 4, 3])
+    with verdict_column:  # first: the verdict is what the reader waits for, with how far to trust it
         show_verdict(prediction, model, default_evaluations().get("source"))
+    with models_column:
         st.plotly_chart(charts.per_model_bars(prediction.per_model, prediction.risk, prediction.threshold),
                         key="review_models", width="stretch")
+    with score_column:
         show_score_context(prediction, model)
-    with film_column:
-        film_viewer(prediction, shown_grades(prediction, prediction.sha256[:16]))
+    film_viewer(prediction, shown_grades(prediction, prediction.sha256[:16]))
     show_details(prediction)
     save_form(key, prediction, model)
 
@@ -242,6 +244,10 @@ if not models_present():
     require_model()  # first start: the reason, the command and the train button (and no uploader)
 uploads = st.file_uploader("Chest X-rays: PNG, JPEG, TIFF or DICOM (several at once for a batch)",
                            type=UPLOAD_TYPES, accept_multiple_files=True, key="review_uploader")
+if not uploads and not st.session_state.get("review_batch"):
+    preload_model()  # in the background: the page is ready now, the models by the time a film is chosen
+    st.info("Upload one or more frontal chest X-rays to see the COVID-19 risk.")
+    st.stop()
 model = require_model()
 table_slot = st.empty()
 if uploads:
