@@ -8,6 +8,7 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from pg_server import worklist_url  # noqa: F401  (fixture: SQLite, and PostgreSQL if configured)
 from PIL import Image
 from sqlalchemy import text
 
@@ -29,8 +30,8 @@ def case_fields(**overrides) -> dict:
 
 
 @pytest.fixture
-def db_url(tmp_path) -> str:
-    return f"sqlite:///{(tmp_path / 'worklist.db').as_posix()}"
+def db_url(worklist_url: str) -> str:  # noqa: F811  (SQLite, and PostgreSQL when configured)
+    return worklist_url
 
 
 def film(height: int = 600, width: int = 500) -> np.ndarray:
