@@ -35,11 +35,10 @@ def per_model_bars(per_model: Mapping[str, float], risk: float, threshold: float
         x=names, y=[100 * v for v in values], marker_color=[model_colour(n) for n in names],
         text=[f"{100 * v:.0f}%" for v in values], textposition="outside",
         hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
-    figure.add_hline(y=100 * threshold, line_dash="dash", line_color=FLAG_COLOUR,
-                     annotation_text=f"flag threshold {100 * threshold:.0f}% (consensus)",
-                     annotation_position="top left")
+    figure.add_hline(y=100 * threshold, line_dash="dash", line_color=FLAG_COLOUR)
     figure.update_layout(**_LAYOUT, height=300, yaxis=dict(title="P(COVID-19) %", range=[0, 112]),
-                         title="Per-model probability and consensus")
+                         title=f"Per-model probability and consensus<br><sup>dashed: flag threshold "
+                               f"{100 * threshold:.0f}% (consensus)</sup>")
     return figure
 
 
