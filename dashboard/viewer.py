@@ -84,8 +84,10 @@ def film_viewer(prediction: Prediction, grades: dict[str, int] | None) -> None:
                     config={"scrollZoom": True, "displaylogo": False, "modeBarButtonsToRemove": ["select2d",
                                                                                                 "lasso2d"]})
     image = prediction.image
-    st.caption(f"{image.format}, {image.pixels.shape[1]}×{image.pixels.shape[0]} px. Zoom: drag a box on either "
-               "side (both follow), scroll, double-click to reset. R/L: the patient's right is on the image left, "
-               "as the film is conventionally displayed.")
+    method = prediction.lung_fields.quality.get("method") if has_overlay else None
+    st.caption(f"{image.format}, {image.pixels.shape[1]}×{image.pixels.shape[0]} px"
+               + (f"; lung outline by {method}" if method else "") + ". Zoom: drag a box on either side (both "
+               "follow), scroll, double-click to reset. R/L: the patient's right is on the image left, as the film "
+               "is conventionally displayed.")
     if warning := mask_quality_warning(prediction):
         st.warning(warning)
