@@ -133,6 +133,8 @@ def evaluate(
     random_state: int = 42,
     n_jobs: int = 1,
     progress: Progress | None = None,
+    task: str | None = None,
+    target: str = TARGET,
 ) -> EvaluationReport:
     """Repeatedly fit and score every model before and after information-gain selection.
 
@@ -141,13 +143,14 @@ def evaluate(
     X : DataFrame of shape (n_images, n_features)
         Numeric features (NaN = missing); column names are used in the report.
     y : array-like of shape (n_images,)
-        1 / "COVID-19" (positive) or 0 / "Normal".
+        1 / "COVID-19" (positive) or 0 / "Normal" (or 1 / 0 of another ``task``).
     groups : array-like, optional
         Patient id per image. Without it ``split="patient"`` falls back to "random" (with a
         warning, recorded in the report).
     sources : array-like, optional
-        Source data set per image (needed for ``split="source"``).
-    split : {"patient", "random", "source"}, default="patient"
+        Source data set per image (needed for ``split="source"``), or the site of every image
+        (needed for ``split="site"``).
+    split : {"patient", "random", "source", "site"}, default="patient"
         See :mod:`core.evaluation.splits`.
     test_source : str, optional
         Held-out source for ``split="source"`` (case-insensitive part of its name).
@@ -166,6 +169,10 @@ def evaluate(
         Parallel workers (joblib) over repeats x models x stages; -1 = all cores.
     progress : callable(fraction, message), optional
         Called after every fitted pipeline with the fraction done in [0, 1].
+    task : str, optional
+        Name of the two-class question (:data:`core.labels.TASKS`), recorded in the report.
+    target : str, default="COVID-19"
+        Name of the positive class (label 1), recorded in the report.
 
     Returns
     -------
@@ -177,6 +184,7 @@ def evaluate(
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
     feature_names = [str(column) for column in frame.columns]
     values = frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    positive_name, task_name = target, task   # both names are reused below
     target = as_binary_target(y)
     if len(target) != len(values):
         raise ValueError(f"X has {len(values)} rows but y has {len(target)} labels")
@@ -204,8 +212,14 @@ def evaluate(
     results = [_model_result(model, stage, plan, target, outputs) for stage in stages for model in models]
     if plan.kind == "source":  # the held-out source fixes the sizes: report the actual training share
         train_size = len(plan.folds[0][0]) / len(target)
+    if plan.kind == "site":  # one fold per site: the folds are the repeats, the headline AUC is pooled
+        repeats = len(plan.folds)
+        train_size = float(np.mean([len(train) / len(target) for train, _ in plan.folds]))
+        for result in results:
+            result.pooled["AUC"] = result.pooled["AUC_pooled"]
     return EvaluationReport(
-        split=plan.kind, repeats=int(repeats), train_size=float(train_size), preset=preset,
+        split=plan.kind, repeats=int(repeats), train_size=float(train_size), preset=preset, task=task_name,
+        target=positive_name,
         select_k=None if select_k is None else int(select_k), random_state=int(random_state),
         n_images=int(len(target)), n_patients=plan.description.get("n_patients"),
         n_features=int(values.shape[1]), split_description=plan.description, results=results,

@@ -21,7 +21,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, r
 
 from core.labels import BINARY_LABELS
 
-__all__ = ["METRICS", "WEIGHTED_METRICS", "classification_scores", "confusion_matrices", "roc_auc",
+__all__ = ["METRICS", "WEIGHTED_METRICS", "classification_scores", "confusion_matrices", "roc_auc", "patient_bootstrap",
            "roc_summary", "summarise_repeats", "mean_sd"]
 
 #: Metrics reported for the COVID-19 class (Recall and Sensitivity coincide by definition).
@@ -178,3 +178,41 @@ def summarise_repeats(y_true: Sequence[np.ndarray], proba: Sequence[np.ndarray],
         "confusion": confusion_matrices(pooled_true, pooled_pred),
         "roc": roc_summary(y_true, proba, y_pred),
     }
+
+
+def patient_bootstrap(statistic, rows: np.ndarray, groups: np.ndarray, *, n_boot: int = 1000,
+                      random_state: int = 42, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``statistic(row_index)`` resampling whole patients with replacement.
+
+    Parameters
+    ----------
+    statistic : callable(ndarray of int) -> float
+        Computed on the rows of a resample (a patient drawn twice brings its rows twice); NaN results (e.g. an AUC
+        of a resample with one class) are left out.
+    rows : ndarray of int
+        The rows the statistic is about.
+    groups : ndarray (n_all_rows,)
+        Patient of every row (indexed by ``rows``).
+
+    Returns
+    -------
+    (low, high) : tuple of float
+        NaN when fewer than 10 resamples gave a finite value.
+    """
+    rows = np.asarray(rows)
+    if len(rows) == 0:
+        return float("nan"), float("nan")
+    _, patient = np.unique(np.asarray(groups)[rows], return_inverse=True)
+    members = [rows[patient == p] for p in range(patient.max() + 1)]
+    rng = np.random.default_rng(random_state)
+    values = []
+    for _ in range(n_boot):
+        drawn = rng.integers(0, len(members), len(members))
+        value = statistic(np.concatenate([members[p] for p in drawn]))
+        if np.isfinite(value):
+            values.append(value)
+    if len(values) < 10:
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)

@@ -182,9 +182,11 @@ class EvaluationReport:
         One per model x stage.
     elapsed_seconds : float
     target : str
-        The positive class, "COVID-19".
+        The positive class ("COVID-19", or "other pneumonia" for pneumonia-vs-normal).
     software : dict
         Library versions used.
+    task : str or None
+        The two-class question (:data:`core.labels.TASKS`); None for reports written before tasks existed.
     """
 
     split: str
@@ -201,6 +203,7 @@ class EvaluationReport:
     elapsed_seconds: float = 0.0
     target: str = TARGET
     software: dict = field(default_factory=dict)
+    task: str | None = None
 
     def result(self, model: str, stage: str = "after") -> ModelResult:
         """The result of ``model`` at ``stage``."""
@@ -230,7 +233,7 @@ class EvaluationReport:
         def number(value: float) -> float | None:
             return float(value) if math.isfinite(value) else None
 
-        return {
+        summary = {
             "split": self.split,
             "repeats": self.repeats,
             "train_size": self.train_size,
@@ -240,6 +243,33 @@ class EvaluationReport:
             "results": [{"model": r.model, "stage": r.stage, **{m: number(r.pooled[m]) for m in METRICS}}
                         for r in self.results],
         }
+        if self.task is not None:
+            summary["task"] = self.task
+        if self.split == "site":
+            summary["per_site"] = self.per_site()
+        return summary
+
+    def per_site(self) -> list[dict]:
+        """Leave-one-site-out: one record per left-out site x model x stage (AUC None where a site has one class)."""
+        if self.split != "site":
+            raise ValueError(f"per-site results exist for split='site' only, this report is split={self.split!r}")
+
+        def number(value: float) -> float | None:
+            return round(float(value), 4) if math.isfinite(value) else None
+
+        records = []
+        for result in self.results:
+            for index, (site, fold) in enumerate(zip(self.split_description["test_sites"],
+                                                     self.split_description["folds"])):
+                n_positive = int(fold["n_test_covid"])
+                n_negative = int(fold["n_test"]) - n_positive
+                records.append({
+                    "site": site, "n_images": int(fold["n_test"]), "n_positive": n_positive, "model": result.model,
+                    "stage": result.stage, "AUC": number(result.per_repeat["AUC"][index]),
+                    "Sensitivity": number(result.per_repeat["Sensitivity"][index]) if n_positive else None,
+                    "Specificity": number(result.per_repeat["Specificity"][index]) if n_negative else None,
+                })
+        return records
 
     def to_dict(self, include_predictions: bool = False) -> dict:
         """JSON-ready dict; ``include_predictions`` adds every repeat's out-of-fold predictions."""

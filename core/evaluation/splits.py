@@ -9,6 +9,10 @@
 - ``source``  -- train on every source but one and test on that one (source-shift check). The
   split is deterministic, so the plan holds it once per repeat and gives each repeat its own
   model seed (``random_state + repeat``): the spread then measures model randomness only.
+- ``site``    -- leave-one-site-out: every site (hospital or publisher) in turn is the test set and
+  the models are trained on all other sites, minus any patient who also has an image at the test
+  site. One fold per site; the scores are pooled over the folds, so every prediction comes from
+  models that never saw that site (:func:`site_splits`).
 
 All plans are reproducible from ``random_state`` (default 42).
 """
@@ -23,9 +27,9 @@ from sklearn.model_selection import StratifiedShuffleSplit
 
 from core.labels import BINARY_LABELS
 
-__all__ = ["SPLITS", "SplitPlan", "make_splits", "random_splits", "patient_splits", "source_split"]
+__all__ = ["SPLITS", "SplitPlan", "make_splits", "random_splits", "patient_splits", "source_split", "site_splits"]
 
-SPLITS = ("patient", "random", "source")
+SPLITS = ("patient", "random", "source", "site")
 """The split names, the default first: patient-grouped whenever patient ids exist."""
 
 
@@ -161,6 +165,57 @@ def source_split(y: np.ndarray, sources, test_source: str | None) -> tuple[np.nd
     return train, test, name
 
 
+def site_splits(y: np.ndarray, sites, groups=None) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str], dict]:
+    """Leave-one-site-out folds.
+
+    Parameters
+    ----------
+    y : ndarray of int, shape (n_images,)
+        Class of every image (any number of classes).
+    sites : array-like of shape (n_images,)
+        Site (hospital or publisher) of every image; missing = one site called "<missing>".
+    groups : array-like of shape (n_images,), optional
+        Patient ids: a patient with an image at the test site is kept out of that fold's training.
+
+    Returns
+    -------
+    folds : list of (train_index, test_index)
+        One per site whose training rows still hold every class of ``y``.
+    names : list of str
+        The test site of each fold.
+    skipped : dict
+        Site -> reason, for sites left out of the plan (their training rows would lack a class).
+
+    Raises
+    ------
+    ValueError
+        With fewer than two sites.
+    """
+    y = np.asarray(y)
+    sites = pd.Series(np.asarray(sites, dtype=object)).fillna("<missing>").astype(str).to_numpy()
+    names = [str(name) for name in np.unique(sites)]
+    if len(names) < 2:
+        raise ValueError(f"split='site' needs images from at least two sites, found {names}")
+    patient = None if groups is None else _group_codes(groups)
+    classes = np.unique(y)
+    folds, kept, skipped = [], [], {}
+    for name in names:
+        in_test = sites == name
+        in_train = ~in_test
+        if patient is not None:
+            in_train &= ~np.isin(patient, patient[in_test])
+        train, test = np.flatnonzero(in_train), np.flatnonzero(in_test)
+        # the promise of this split, checked on every fold rather than trusted
+        assert name not in set(sites[train]), f"site {name!r} is in its own training fold"
+        missing = sorted(set(classes.tolist()) - set(y[train].tolist()))
+        if missing:
+            skipped[name] = f"without {name!r} the training sites lack class(es) {missing}"
+            continue
+        folds.append((train, test))
+        kept.append(name)
+    return folds, kept, skipped
+
+
 def _fold_sizes(y: np.ndarray, patient: np.ndarray | None, train: np.ndarray, test: np.ndarray) -> dict:
     sizes = {"n_train": int(len(train)), "n_test": int(len(test)),
              "n_train_covid": int(y[train].sum()), "n_test_covid": int(y[test].sum())}
@@ -191,8 +246,9 @@ def make_splits(
     groups : array-like of shape (n_images,), optional
         Patient ids; required for ``split="patient"``, reported for the others.
     sources : array-like of shape (n_images,), optional
-        Source (data set) names; required for ``split="source"``.
-    split : {"patient", "random", "source"}
+        Source (data set) names; required for ``split="source"``; the site of every image for
+        ``split="site"``.
+    split : {"patient", "random", "source", "site"}
     test_source : str, optional
         Source held out for ``split="source"``.
     repeats : int
@@ -219,6 +275,13 @@ def make_splits(
         folds = patient_splits(y, groups, repeats=repeats, train_size=train_size, random_state=random_state)
         seeds = [random_state] * repeats
         description["train_size"] = float(train_size)
+    elif split == "site":
+        if sources is None:
+            raise ValueError("split='site' needs the site of every image (manifest column site)")
+        folds, names, skipped = site_splits(y, sources, groups)
+        seeds = [random_state] * len(folds)
+        description.update(test_sites=names, skipped_sites=skipped,
+                           note="one fold per site; scores are pooled over the left-out sites")
     else:
         if sources is None:
             raise ValueError("split='source' needs sources (one source name per image)")
@@ -232,4 +295,7 @@ def make_splits(
         description["n_patients"] = int(patient.max(initial=-1) + 1)
     description["folds"] = [{"repeat": r, **_fold_sizes(y, patient, train, test)}
                             for r, (train, test) in enumerate(folds)]
+    if split == "site":
+        for fold, name in zip(description["folds"], description["test_sites"]):
+            fold["test_site"] = name
     return SplitPlan(kind=split, folds=folds, model_seeds=seeds, description=description)

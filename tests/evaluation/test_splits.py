@@ -12,6 +12,7 @@ from core.evaluation.splits import (
     make_splits,
     patient_splits,
     random_splits,
+    site_splits,
     source_split,
 )
 
@@ -146,3 +147,45 @@ def test_bad_arguments():
         make_splits(y, split="patient")
     with pytest.raises(ValueError, match="train_size"):
         make_splits(y, split="random", train_size=1.0)
+
+
+# ---------------------------------------------------------------- leave-one-site-out
+
+def _site_data():
+    rng = np.random.default_rng(0)
+    sites = np.array(["a"] * 30 + ["b"] * 30 + ["c"] * 20 + ["d"] * 5)
+    y = rng.integers(0, 3, len(sites))
+    y[sites == "d"] = 2                                   # a site with one class
+    groups = np.array([f"p{i // 2}" for i in range(len(sites))])
+    groups[60] = groups[0]                                # one patient seen at sites a and c
+    return y, sites, groups
+
+
+def test_site_split_never_trains_on_the_test_site_or_its_patients():
+    y, sites, groups = _site_data()
+    folds, names, skipped = site_splits(y, sites, groups)
+    assert names == ["a", "b", "c", "d"] and skipped == {}
+    for (train, test), name in zip(folds, names):
+        assert set(sites[test]) == {name}
+        assert name not in set(sites[train])
+        assert not set(groups[train]) & set(groups[test])
+    # the patient shared by a and c is out of c's training fold (and of a's)
+    train_c = folds[names.index("c")][0]
+    assert 0 not in train_c and 60 not in folds[names.index("a")][0]
+    assert sorted(np.concatenate([test for _, test in folds]).tolist()) == list(range(len(y)))
+
+
+def test_site_split_skips_a_site_whose_absence_leaves_a_class_untrained():
+    y, sites, groups = _site_data()
+    y[sites != "a"] = np.where(y[sites != "a"] == 1, 0, y[sites != "a"])   # class 1 only at site a
+    folds, names, skipped = site_splits(y, sites, groups)
+    assert "a" not in names and "lack class" in skipped["a"]
+
+
+def test_make_splits_site_plan_names_the_test_sites():
+    y, sites, groups = _site_data()
+    plan = make_splits((y == 2).astype(int), groups=groups, sources=sites, split="site")
+    assert plan.kind == "site" and plan.description["test_sites"] == ["a", "b", "c", "d"]
+    assert [fold["test_site"] for fold in plan.description["folds"]] == ["a", "b", "c", "d"]
+    with pytest.raises(ValueError, match="at least two sites"):
+        site_splits(y, ["a"] * len(y))
