@@ -5,6 +5,9 @@ Two named, deterministic, fixed-length feature sets, selectable alone or togethe
 - ``embedding``: the 1000 SqueezeNet values as Orange computes them (:mod:`core.features.embedding`);
 - ``radiomic``: intensity, texture and edge features of the lung fields and their six zones (:mod:`core.features.radiomic`).
 
+A third set, ``acquisition`` (:mod:`core.features.acquisition`), describes how an image was acquired rather than
+what it shows; only the site-shift check uses it.
+
 Extraction streams the images in small chunks through ``joblib`` workers (so memory stays flat in the number of
 images), reports progress, and caches every image's vector in a file store keyed by the SHA-256 of the file's bytes
 and the feature block's version (:mod:`core.features.cache`).
@@ -21,13 +24,15 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from core.features import embedding, radiomic
+from core.features import acquisition, embedding, radiomic
 from core.features.cache import FeatureCache, file_sha256
 from core.io.images import ImageReadError, XRayImage, read_image
 from core.lungs.fields import LUNGS_VERSION, LungFields, find_lung_fields
 from core.progress import Progress
 
-FEATURE_SETS = ("embedding", "radiomic", "both")
+MODEL_FEATURE_SETS = ("embedding", "radiomic", "both")
+"""Feature sets the classifiers are trained on."""
+FEATURE_SETS = (*MODEL_FEATURE_SETS, "acquisition")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,9 @@ class FeatureBlock:
         """Feature matrix of shape (n_images, n_columns), float32."""
         if self.name == "embedding":
             return embedding.SqueezeNetEmbedder().embed([image.to_uint8() for image in images]).astype(np.float32)
+        if self.name == "acquisition":
+            return np.asarray([acquisition.acquisition_signature(image.pixels) for image in images],
+                              dtype=np.float32).reshape(len(images), len(self.columns))
         rows = []
         for image, lung_fields in zip(images, fields):
             values = radiomic.radiomic_features(image.pixels, lung_fields)
@@ -50,7 +58,7 @@ class FeatureBlock:
 
 
 def feature_blocks(feature_set: str) -> list[FeatureBlock]:
-    """The blocks that make up a feature set (``embedding``, ``radiomic`` or ``both``)."""
+    """The blocks that make up a feature set (``embedding``, ``radiomic``, ``both`` or ``acquisition``)."""
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {feature_set!r}; choose one of {', '.join(FEATURE_SETS)}")
     blocks = []
@@ -59,6 +67,9 @@ def feature_blocks(feature_set: str) -> list[FeatureBlock]:
     if feature_set in ("radiomic", "both"):
         blocks.append(FeatureBlock("radiomic", f"rad-{radiomic.RADIOMIC_VERSION}-lungs-{LUNGS_VERSION}",
                                    tuple(radiomic.radiomic_feature_names())))
+    if feature_set == "acquisition":
+        blocks.append(FeatureBlock("acquisition", f"acq-{acquisition.ACQUISITION_VERSION}",
+                                   acquisition.ACQUISITION_COLUMNS))
     return blocks
 
 
