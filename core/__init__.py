@@ -4,7 +4,8 @@
 - ``io/``          file -> image: PNG/JPEG/TIFF/DICOM readers, pixel helpers, labelled data sets
 - ``lungs/``       image -> lung fields (outline, masks) and the six Brixia zones
 - ``features/``    image + lungs -> features: SqueezeNet embedding, radiomic, zone features, blocks, cache
-- ``learn/``       features -> the four models, Orange-faithful preprocessing, consensus, flag rule, artifacts
+- ``learn/``       features -> the study's four models and the linear model, three-class training, consensus, flag rule,
+                   site-shift check, artifacts
 - ``evaluation/``  splits, metrics, repeated evaluation and its report
 - ``severity/``    lungs + zone features -> corona score, fitting, noise, progression
 - ``worklist/``    flagged cases in a database, with an audit trail

@@ -60,7 +60,7 @@ def bench_features(paths: Sequence[str]) -> dict:
 
 
 def bench_predict(paths: Sequence[str], models_dir: str | os.PathLike | None) -> dict:
-    """End-to-end latency of one file to risk (+ corona score): read, features, four models, consensus."""
+    """End-to-end latency of one file to risk (+ corona score): read, features, models, consensus."""
     from core.triage.model import TriageModel
 
     model = TriageModel.load(models_dir)
@@ -73,13 +73,13 @@ def bench_predict(paths: Sequence[str], models_dir: str | os.PathLike | None) ->
     return {"n": len(times), "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
 
 
-def synthetic_features(n_images: int, n_features: int, random_state: int = 0) -> tuple[pd.DataFrame, np.ndarray,
-                                                                                         np.ndarray]:
+def synthetic_features(n_images: int, n_features: int, random_state: int = 0, n_classes: int = 2,
+                       ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """A feature table shaped like ours (with a few informative columns), labels and patient groups."""
     from sklearn.datasets import make_classification
 
     X, y = make_classification(n_samples=n_images, n_features=n_features, n_informative=20, n_redundant=20,
-                               random_state=random_state)
+                               n_classes=n_classes, random_state=random_state)
     groups = np.arange(n_images) // 2  # two images per patient
     return pd.DataFrame(X.astype(np.float32), columns=[f"f{i:04d}" for i in range(n_features)]), y, groups
 

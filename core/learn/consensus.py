@@ -1,8 +1,8 @@
-"""From four model probabilities to one calibrated risk, a flag, and an out-of-distribution check.
+"""From the models' probabilities to calibrated class probabilities, a flag, and an out-of-distribution check.
 
-- :class:`ConsensusCalibrator` averages the four models' COVID-19 probabilities and maps the average to a calibrated
-  risk with Platt scaling (a logistic regression on the logit of the average). It is fitted on *out-of-fold*
-  predictions, because in-sample probabilities of a random forest or a kNN are overconfident.
+- :class:`ConsensusCalibrator` averages the models' class probabilities and recalibrates the average (Platt scaling,
+  multinomial for three classes). It is fitted on *out-of-fold* predictions, because in-sample probabilities of a
+  random forest or a kNN are overconfident.
 - The flag threshold chosen on those out-of-fold risks lives in :mod:`core.learn.flag`.
 - :class:`OutOfDistributionDetector` says when an image is unlike every training image (distance to its nearest
   training neighbours in a standardised, PCA-reduced feature space, against the 99th percentile of the same
@@ -23,33 +23,53 @@ from sklearn.preprocessing import StandardScaler
 _EPS = 1e-6
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
-
-
 class ConsensusCalibrator(BaseEstimator):
-    """Mean of the models' probabilities, Platt-scaled.
+    """Mean of the models' class probabilities, recalibrated by a multinomial logistic regression on their logs.
+
+    With two classes this is Platt scaling on the logit of the mean probability; with three (Normal / other
+    pneumonia / COVID-19) the calibrated probabilities still sum to 1, so P(any pneumonia) = 1 - P(Normal) is
+    never below P(COVID-19).
 
     Parameters
     ----------
     C : float
-        Inverse regularisation of the Platt logistic regression (large: almost unregularised, as Platt).
+        Inverse regularisation of the logistic regression (large: almost unregularised, as Platt).
+    n_classes : int or None
+        Columns of :meth:`predict_proba` when the classes are indices 0..n_classes-1 and some may be absent from
+        the training data (their probability is 0); None: the classes seen in ``fit``.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The classes seen in ``fit``.
     """
 
-    def __init__(self, C: float = 100.0):
+    def __init__(self, C: float = 100.0, n_classes: int | None = None):
         self.C = C
+        self.n_classes = n_classes
+
+    @staticmethod
+    def _log_mean(model_probabilities: np.ndarray) -> np.ndarray:
+        probabilities = np.asarray(model_probabilities, dtype=float)
+        if probabilities.ndim == 2:  # one model
+            probabilities = probabilities[:, None, :]
+        return np.log(np.clip(probabilities.mean(axis=1), _EPS, 1.0))
 
     def fit(self, model_probabilities: np.ndarray, y: np.ndarray) -> "ConsensusCalibrator":
-        """``model_probabilities``: (n_images, n_models) out-of-fold P(COVID-19); ``y``: 1 = COVID-19."""
-        mean = np.asarray(model_probabilities, dtype=float).mean(axis=1)
-        self.platt_ = LogisticRegression(C=self.C).fit(_logit(mean)[:, None], np.asarray(y))
+        """``model_probabilities``: (n_images, n_models, n_classes) out-of-fold probabilities; ``y``: class index."""
+        self.platt_ = LogisticRegression(C=self.C, max_iter=1000).fit(self._log_mean(model_probabilities),
+                                                                        np.asarray(y))
+        self.classes_ = self.platt_.classes_
         return self
 
-    def predict_risk(self, model_probabilities: np.ndarray) -> np.ndarray:
-        """Calibrated P(COVID-19), shape (n_images,)."""
-        mean = np.atleast_2d(np.asarray(model_probabilities, dtype=float)).mean(axis=1)
-        return self.platt_.predict_proba(_logit(mean)[:, None])[:, 1]
+    def predict_proba(self, model_probabilities: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities, shape (n_images, n_classes)."""
+        probabilities = self.platt_.predict_proba(self._log_mean(model_probabilities))
+        if self.n_classes is None:
+            return probabilities
+        full = np.zeros((len(probabilities), self.n_classes))
+        full[:, self.classes_.astype(int)] = probabilities
+        return full
 
 
 class OutOfDistributionDetector(BaseEstimator):

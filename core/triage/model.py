@@ -15,11 +15,14 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from core.features.acquisition import acquisition_signature
 from core.features.blocks import compute_image_features
 from core.io.images import ImageReadError, XRayImage, read_image
-from core.learn.artifacts import load_artifacts, model_file_name, read_report
+from core.labels import LABEL_COVID, LABEL_NORMAL, TRIAGE_CLASSES, reading_in_words
+from core.learn.artifacts import ModelLoadError, load_artifacts, model_file_name, read_report
 from core.learn.flag import FlagRule
-from core.learn.models import MODEL_NAMES
+from core.learn.site_shift import BATCH_SHIFT_WARNING, SITE_SHIFT_WARNING
+from core.learn.training import class_probabilities
 from core.lungs.fields import LungFields, find_lung_fields
 from core.paths import default_models_dir
 from core.progress import Progress
@@ -34,6 +37,8 @@ class Prediction:
 
     file: str
     risk: float | None = None                 # calibrated consensus P(COVID-19), 0–1
+    pneumonia: float | None = None            # calibrated P(any pneumonia: COVID-19 or other) = 1 - P(Normal)
+    reading: str | None = None                # the most probable class in words (core.labels.READING_WORDS)
     flagged: bool | None = None               # risk >= operating threshold
     threshold: float | None = None
     per_model: dict[str, float] = field(default_factory=dict)
@@ -41,6 +46,7 @@ class Prediction:
     error: str | None = None
     top_features: list[dict] = field(default_factory=list)
     out_of_distribution: float | None = None  # distance to the training images / usual distance (> 1: unusual)
+    site_shift: float | None = None           # acquisition signature's distance to the nearest training site (> 1)
     sha256: str | None = None
     metadata: dict = field(default_factory=dict)
     severity: dict | None = None               # corona score, zone grades, extent/opacity estimates
@@ -54,11 +60,14 @@ class Prediction:
         """The ``predict --json`` record."""
         if self.error is not None:
             return {"file": self.file, "error": self.error}
-        record = {"file": self.file, "risk": round(self.risk, 4), "flagged": bool(self.flagged),
+        record = {"file": self.file, "risk": round(self.risk, 4),
+                  "pneumonia": None if self.pneumonia is None else round(self.pneumonia, 4),
+                  "reading": self.reading, "flagged": bool(self.flagged),
                   "threshold": round(self.threshold, 4),
                   "per_model": {k: round(v, 4) for k, v in self.per_model.items()},
                   "warnings": list(self.warnings),
                   "out_of_distribution": round(self.out_of_distribution, 3),
+                  "site_shift": None if self.site_shift is None else round(self.site_shift, 3),
                   "top_features": self.top_features}
         if self.severity is not None:
             record.update(self.severity)
@@ -70,7 +79,8 @@ SEVERITY_FILE = "severity.joblib"
 
 
 class TriageModel:
-    """The four fitted pipelines, their calibrated consensus, the out-of-distribution check and the corona score.
+    """The fitted three-class pipelines, their calibrated consensus, the flag rule, the out-of-distribution and
+    site-shift checks, and the corona score.
 
     Load with :meth:`load`; it verifies the files against the training report first. A model loaded for the
     corona score only (``risk=False``) has no classifiers: its predictions carry ``severity`` and no ``risk``,
@@ -78,14 +88,15 @@ class TriageModel:
     """
 
     def __init__(self, artifacts: dict, report: dict, models_dir: Path):
-        names = [model_file_name(name) for name in MODEL_NAMES]
-        self.models = ({name: artifacts[file] for name, file in zip(MODEL_NAMES, names)}
-                       if all(file in artifacts for file in names) else None)
+        self.model_names: list[str] = list(report.get("consensus", {}).get("models", []))
+        names = [model_file_name(name) for name in self.model_names]
+        self.models = ({name: artifacts[file] for name, file in zip(self.model_names, names)}
+                       if names and all(file in artifacts for file in names) else None)
         consensus = artifacts.get(CONSENSUS_FILE)
         self.calibrator = consensus["calibrator"] if consensus else None
-        self.flag_rule = (FlagRule(float(consensus["threshold"]), report["consensus"].get("target_sensitivity"))
-                          if consensus else None)
+        self.flag_rule: FlagRule | None = consensus["flag_rule"] if consensus else None
         self.detector = consensus["detector"] if consensus else None
+        self.site_shift = consensus.get("site_shift") if consensus else None
         self.feature_medians: pd.Series | None = consensus["feature_medians"] if consensus else None
         self.severity_model = artifacts.get(SEVERITY_FILE)
         self.report = report
@@ -98,8 +109,12 @@ class TriageModel:
         """Load the saved models; with ``risk=False`` only what the corona score and the acceptance check need."""
         models_dir = Path(models_dir) if models_dir is not None else default_models_dir()
         listed = read_report(models_dir).get("files", {})
+        if "classes" not in read_report(models_dir):
+            raise ModelLoadError(f"the models in {models_dir} answer COVID-19 vs Normal only (trained before the "
+                                 "three-class model); retrain them with `python -m core train`")
         if risk:
-            wanted = [model_file_name(name) for name in MODEL_NAMES] + [CONSENSUS_FILE]
+            models = read_report(models_dir).get("consensus", {}).get("models", [])
+            wanted = [model_file_name(name) for name in models] + [CONSENSUS_FILE]
             wanted += [SEVERITY_FILE] if SEVERITY_FILE in listed else []
         else:
             wanted = [name for name in (SEVERITY_FILE, CONSENSUS_FILE) if name in listed]
@@ -107,13 +122,14 @@ class TriageModel:
         return cls(artifacts, report, Path(models_dir).resolve())
 
     def selected_features(self) -> list[str]:
-        """Union of the features the four classifiers use, in the report's order."""
+        """Union of the features the classifiers use, in the report's order."""
         chosen = {f for names in self.report["consensus"]["selected_features"].values() for f in names}
         return [f for f in self.feature_names if f in chosen]
 
-    def _risks(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        per_model = np.column_stack([self.models[name].predict_proba(X)[:, 1] for name in MODEL_NAMES])
-        return per_model, self.calibrator.predict_risk(per_model)
+    def _probabilities(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per-model class probabilities (n, n_models, 3) and the calibrated consensus (n, 3)."""
+        per_model = np.stack([class_probabilities(self.models[name], X) for name in self.model_names], axis=1)
+        return per_model, self.calibrator.predict_proba(per_model)
 
     def predict_image(self, image: XRayImage) -> Prediction:
         """Score an image already read by :func:`core.io.images.read_image`."""
@@ -133,6 +149,11 @@ class TriageModel:
             if ood > 1.0:
                 warnings.append(f"image unlike the training images (distance {ood:.1f}× the usual): "
                                 "the risk may not be reliable — is this a frontal chest X-ray?")
+        shift = None
+        if self.site_shift is not None:
+            shift = float(self.site_shift.distance_ratio(acquisition_signature(image.pixels)[None, :])[0])
+            if shift > 1.0:
+                warnings.append(SITE_SHIFT_WARNING)
         if not fields.quality.get("ok", True):
             warnings.append("lung fields not found where expected (" + _quality_reason(fields.quality)
                             + "): check that this is a frontal chest X-ray")
@@ -142,7 +163,7 @@ class TriageModel:
                               out_of_distribution=ood, sha256=image.sha256, metadata=dict(image.metadata),
                               image=image, lung_fields=fields)
         prediction = Prediction(file=image.source, warnings=warnings, out_of_distribution=ood, sha256=image.sha256,
-                                metadata=dict(image.metadata), image=image, lung_fields=fields)
+                                metadata=dict(image.metadata), image=image, lung_fields=fields, site_shift=shift)
         if self.models is not None:
             self._add_risk(prediction, X)
         if self.severity_model is not None:
@@ -156,14 +177,18 @@ class TriageModel:
         probe = pd.concat([X] * (len(selected) + 1), ignore_index=True)
         for row, name in enumerate(selected, start=1):
             probe.loc[row, name] = self.feature_medians[name]
-        per_model, risks = self._risks(probe)
+        per_model, probabilities = self._probabilities(probe)
+        risks = probabilities[:, TRIAGE_CLASSES.index(LABEL_COVID)]
         risk = float(risks[0])
         effects = [{"feature": name, "value": float(X.at[0, name]), "training_median": float(self.feature_medians[name]),
                     "effect": round(risk - float(risks[row]), 4)} for row, name in enumerate(selected, start=1)]
         effects.sort(key=lambda e: -abs(e["effect"]))
         prediction.risk, prediction.flagged = risk, self.flag_rule.flags(risk)
+        prediction.pneumonia = float(1.0 - probabilities[0, TRIAGE_CLASSES.index(LABEL_NORMAL)])
+        prediction.reading = reading_in_words(prediction.pneumonia, risk)
         prediction.threshold = self.flag_rule.threshold
-        prediction.per_model = dict(zip(MODEL_NAMES, map(float, per_model[0])))
+        covid = TRIAGE_CLASSES.index(LABEL_COVID)
+        prediction.per_model = {name: float(per_model[0, i, covid]) for i, name in enumerate(self.model_names)}
         prediction.top_features = effects[:5]
 
     def predict(self, source: Source, name: str | None = None) -> Prediction:
@@ -182,7 +207,18 @@ class TriageModel:
             results.append(self.predict(source, names[index] if names else None))
             if progress is not None:
                 progress((index + 1) / len(sources), f"scored {index + 1}/{len(sources)}")
+        self.mark_batch_shift(results)
         return results
+
+    def mark_batch_shift(self, predictions: Sequence[Prediction]) -> bool:
+        """Warn every image of a batch whose share of unfamiliar films is more than the training sites explain."""
+        ratios = [p.site_shift for p in predictions if p.site_shift is not None]
+        if self.site_shift is None or len(ratios) < 2 or not self.site_shift.batch_is_shifted(np.array(ratios)):
+            return False
+        for prediction in predictions:
+            if prediction.site_shift is not None and BATCH_SHIFT_WARNING not in prediction.warnings:
+                prediction.warnings.append(BATCH_SHIFT_WARNING)
+        return True
 
 
 def _quality_reason(quality: dict) -> str:

@@ -31,13 +31,25 @@ def test_calibrator_is_monotone_and_calibrated():
     y = (rng.uniform(0, 1, 4000) < true_p).astype(int)
     logit = np.log(true_p / (1 - true_p))
     overconfident = 1 / (1 + np.exp(-2.5 * logit))  # four models that all exaggerate, as forests and kNN do
-    models = np.column_stack([overconfident] * 4)
+    models = np.stack([np.column_stack([1 - overconfident, overconfident])] * 4, axis=1)  # (n, 4 models, 2)
     calibrator = ConsensusCalibrator().fit(models, y)
-    risk = calibrator.predict_risk(models)
+    risk = calibrator.predict_proba(models)[:, 1]
     assert np.all(np.diff(risk[np.argsort(overconfident)]) >= -1e-12)
     for low in (0.1, 0.4, 0.7):  # observed frequency matches predicted risk within bins
         band = (risk >= low) & (risk < low + 0.2)
         assert abs(y[band].mean() - risk[band].mean()) < 0.05
+
+
+def test_three_class_calibration_sums_to_one_and_keeps_the_order():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 900)
+    logits = rng.normal(size=(900, 3)) + 2.0 * np.eye(3)[y]
+    softmax = np.exp(3 * logits) / np.exp(3 * logits).sum(axis=1, keepdims=True)   # overconfident
+    models = np.stack([softmax, softmax], axis=1)
+    calibrated = ConsensusCalibrator().fit(models, y).predict_proba(models)
+    np.testing.assert_allclose(calibrated.sum(axis=1), 1.0)
+    assert (calibrated.argmax(axis=1) == y).mean() > 0.6
+    assert calibrated.max(axis=1).mean() < softmax.max(axis=1).mean()   # less overconfident
 
 
 def test_detector_flags_far_points_only():

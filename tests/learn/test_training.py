@@ -16,14 +16,16 @@ from core.learn.artifacts import (
     model_file_name,
     save_artifacts,
 )
+from core.learn.flag import FlagRule
 from core.learn.models import MODEL_NAMES
-from core.learn.training import fit_final_models
+from core.learn.training import class_probabilities, fit_final_models
 
 
 @pytest.fixture(scope="module")
 def fitted():
-    X, y, groups = synthetic_features(160, 40)
-    artifacts, summary = fit_final_models(X, y, groups, n_jobs=1)
+    X, y, groups = synthetic_features(180, 40, n_classes=3)   # 0 Normal, 1 other pneumonia, 2 COVID-19
+    artifacts, summary = fit_final_models(X, y, groups, recipe="study", n_jobs=1)
+    summary.pop("out_of_fold_probabilities")
     return X, y, artifacts, summary
 
 
@@ -34,9 +36,30 @@ def _save(tmp_path, fitted):
 
 
 def test_threshold_reaches_target_out_of_fold(fitted):
-    _, _, _, summary = fitted
+    _, _, artifacts, summary = fitted
     assert summary["out_of_fold"]["sensitivity"] >= summary["target_sensitivity"] == 0.95
     assert all(len(names) == 10 for names in summary["selected_features"].values())
+    rule = artifacts["consensus.joblib"]["flag_rule"]   # the threshold lives with the model, as a rule object
+    assert isinstance(rule, FlagRule) and rule.threshold == summary["threshold"]
+
+
+def test_three_class_consensus_gives_pneumonia_and_risk(fitted):
+    X, y, artifacts, summary = fitted
+    assert summary["classes"] == ["Normal", "other pneumonia", "COVID-19"] and summary["models"] == list(MODEL_NAMES)
+    per_model = np.stack([class_probabilities(artifacts[model_file_name(n)], X) for n in MODEL_NAMES], axis=1)
+    calibrated = artifacts["consensus.joblib"]["calibrator"].predict_proba(per_model)
+    np.testing.assert_allclose(calibrated.sum(axis=1), 1.0)
+    risk, pneumonia = calibrated[:, 2], 1 - calibrated[:, 0]
+    assert (risk <= pneumonia + 1e-12).all()                    # COVID-19 is a pneumonia
+    assert summary["out_of_fold"]["AUC"] > 0.6 and summary["out_of_fold"]["pneumonia_AUC"] > 0.6
+
+
+def test_linear_recipe_uses_every_feature():
+    X, y, groups = synthetic_features(120, 45, n_classes=3, random_state=1)
+    artifacts, summary = fit_final_models(X, y, groups, recipe="linear", n_jobs=1)
+    assert summary["models"] == ["Logistic Regression"]
+    assert summary["selected_features"]["Logistic Regression"] == list(X.columns)
+    assert summary["out_of_fold_probabilities"].shape == (120, 3)
 
 
 def test_round_trip_gives_identical_predictions(tmp_path, fitted):
