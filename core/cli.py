@@ -1,4 +1,4 @@
-"""Command line: ``python -m core {summary,features,evaluate,train,predict,score,bench} --help``."""
+"""Command line: ``python -m core {summary,features,evaluate,train,contrasts,predict,score,bench} --help``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import joblib
 
 from core.evaluation.splits import SPLITS
-from core.learn.models import PRESETS
+from core.learn.models import PRESETS, RECIPES
 from core.paths import default_cache_dir, default_data_dir, default_models_dir
 
 
@@ -48,7 +48,7 @@ def _add_common(parser: argparse.ArgumentParser, *, data: bool = True, features:
         parser.add_argument("--data", type=Path, default=default_data_dir(),
                             help="data set folder: manifest.csv layout or class sub-folders (default: %(default)s)")
     if features:
-        parser.add_argument("--features", choices=("embedding", "radiomic", "both"), default=None,
+        parser.add_argument("--features", choices=("embedding", "radiomic", "both", "acquisition"), default=None,
                             help="feature set (default: both for evaluate/train/features)")
     parser.add_argument("--n-jobs", type=int, default=-1, help="parallel workers (default: all cores)")
     parser.add_argument("--no-cache", action="store_true", help="compute every feature afresh (honest timing)")
@@ -86,19 +86,35 @@ def cmd_features(args) -> int:
     return 1 if result.errors else 0
 
 
+def format_per_site(report) -> str:
+    """Leave-one-site-out: AUC of every left-out site, one column per model (stage "after" when there is one)."""
+    records = report.per_site()
+    stage = "after" if any(r["stage"] == "after" for r in records) else "before"
+    models = list(dict.fromkeys(r["model"] for r in records))
+    lines = [f"\nper left-out site (stage {stage}; AUC — where the site holds one class)",
+             f"{'site':<20} {'images':>6} {'positive':>8}" + "".join(f" {m:>15}" for m in models)]
+    for site in dict.fromkeys(r["site"] for r in records):
+        row = [r for r in records if r["site"] == site and r["stage"] == stage]
+        cells = "".join(f" {'—' if r['AUC'] is None else format(r['AUC'], '.3f'):>15}" for r in row)
+        lines.append(f"{site:<20} {row[0]['n_images']:>6} {row[0]['n_positive']:>8}{cells}")
+    return "\n".join(lines)
+
+
 def cmd_evaluate(args) -> int:
     from core.evaluation.evaluate import format_table
     from core.workflow import load_feature_matrix, run_evaluation
 
     started = time.perf_counter()
     with execution_backend(args.scheduler):
-        matrix = load_feature_matrix(args.data, args.features or "both", n_jobs=args.n_jobs,
+        matrix = load_feature_matrix(args.data, args.features or "both", task=args.task, n_jobs=args.n_jobs,
                                      cache_dir=_cache(args), progress=_progress_printer(args.quiet))
         report = run_evaluation(matrix, split=args.split, test_source=args.test_source, repeats=args.repeats,
                                 train_size=args.train_size, preset=args.preset, select_k=args.select,
                                 n_jobs=args.n_jobs, progress=_progress_printer(args.quiet))
     print(format_table(report))
-    print(f"\n{len(matrix.y)} images ({int(matrix.y.sum())} COVID-19), "
+    if report.split == "site":
+        print(format_per_site(report))
+    print(f"\n{len(matrix.y)} images ({int(matrix.y.sum())} {matrix.positive_label}), "
           f"{len(set(matrix.groups))} patients; {time.perf_counter() - started:.1f} s", file=sys.stderr)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -112,13 +128,38 @@ def cmd_train(args) -> int:
     from core.workflow import train
 
     with execution_backend(args.scheduler):
-        report = train(args.data, args.out, feature_set=args.features or "both", preset=args.preset,
-                       select_k=args.select, target_sensitivity=args.target_sensitivity, repeats=args.repeats,
+        report = train(args.data, args.out, feature_set=args.features or "both", recipe=args.recipe,
+                       target_sensitivity=args.target_sensitivity, repeats=args.repeats,
                        n_jobs=args.n_jobs, cache_dir=_cache(args), progress=_progress_printer(args.quiet))
     consensus = report["consensus"]
-    print(f"saved to {args.out}: threshold {consensus['threshold']:.3f} "
+    print(f"saved to {args.out}: recipe {report['recipe']}, threshold {consensus['threshold']:.3f} "
           f"(out-of-fold sensitivity {consensus['out_of_fold']['sensitivity']:.3f}, "
           f"specificity {consensus['out_of_fold']['specificity']:.3f}, AUC {consensus['out_of_fold']['AUC']:.3f})")
+    return 0
+
+
+def cmd_contrasts(args) -> int:
+    from core.evaluation.report_sites import format_site_evaluation
+    from core.workflow import SITE_EVALUATION_FILE, acquisition_signatures, load_feature_matrix, site_evaluation
+
+    if args.models is not None:  # what training measured, without recomputing
+        path = args.models / SITE_EVALUATION_FILE
+        if not path.is_file():
+            print(f"error: {path} does not exist; train with `python -m core train` or omit --models",
+                  file=sys.stderr)
+            return 2
+        result = json.loads(path.read_text())
+    else:
+        with execution_backend(args.scheduler):
+            matrix = load_feature_matrix(args.data, args.features or "both", task=None, n_jobs=args.n_jobs,
+                                         cache_dir=_cache(args), progress=_progress_printer(args.quiet))
+            signatures = acquisition_signatures(matrix, n_jobs=args.n_jobs, cache_dir=_cache(args))
+            result = site_evaluation(matrix, args.recipe, signatures=signatures, n_boot=args.bootstrap,
+                                     n_jobs=args.n_jobs, progress=_progress_printer(args.quiet))
+    print(format_site_evaluation(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
     return 0
 
 
@@ -234,13 +275,28 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write the full report (confusion matrices, ROC points) here")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    train = commands.add_parser("train", help="fit, calibrate, evaluate and save the four models")
+    train = commands.add_parser("train", help="choose the model leave-one-site-out, fit the three-class triage "
+                                              "model, calibrate, evaluate and save it")
     _add_common(train)
-    _add_model_options(train)
+    train.add_argument("--recipe", choices=("auto", *RECIPES), default="auto",
+                       help="models of the triage model; auto (default) keeps the recipe that does best "
+                            "leave-one-site-out")
+    train.add_argument("--repeats", type=int, default=10,
+                       help="repeats of the study models' random/patient evaluations (default 10)")
     train.add_argument("--out", type=Path, default=default_models_dir(), help="models folder (default: %(default)s)")
     train.add_argument("--target-sensitivity", type=float, default=0.95,
                        help="flag threshold chosen to reach this out-of-fold sensitivity (default 0.95)")
     train.set_defaults(func=cmd_train)
+
+    contrasts = commands.add_parser("contrasts", help="how the triage model holds up at a hospital it has never "
+                                                      "seen: leave-one-site-out, within-site contrasts, flag rates")
+    _add_common(contrasts)
+    contrasts.add_argument("--recipe", choices=tuple(RECIPES), default="linear")
+    contrasts.add_argument("--models", type=Path, default=None,
+                           help="print the site evaluation saved with these models instead of recomputing it")
+    contrasts.add_argument("--bootstrap", type=int, default=1000, help="patient bootstrap resamples for the CIs")
+    contrasts.add_argument("--json", type=Path, default=None, help="write the full result here")
+    contrasts.set_defaults(func=cmd_contrasts)
 
     predict = commands.add_parser("predict", help="COVID-19 risk of chest X-ray files")
     predict.add_argument("images", nargs="+", type=Path)

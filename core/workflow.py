@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from core.evaluation.consensus import with_consensus
 from core.evaluation.evaluate import EvaluationReport, evaluate
+from core.evaluation.sites import evaluate_sites
 from core.evaluation.splits import SPLITS
 from core.features.blocks import extract_features
-from core.io.datasets import binary_subset, load_dataset, summarize
-from core.labels import LABEL_COVID
+from core.io.datasets import DatasetError, load_dataset, summarize
+from core.labels import LABEL_COVID, LABEL_NORMAL, TRIAGE_CLASSES, task_classes, three_class_target, triage_class
 from core.learn.artifacts import save_artifacts
-from core.learn.flag import FlagRule
+from core.learn.models import RECIPES
 from core.learn.training import data_fingerprint, fit_final_models
 from core.paths import portable_path
 from core.progress import Progress
@@ -29,18 +29,34 @@ from core.severity.fitting import fit_severity_model
 
 @dataclass
 class FeatureMatrix:
-    """Features of the COVID-19 and Normal images of a data set, aligned with their labels and groups."""
+    """Features of the labelled images of a data set, aligned with their target, patients and sites.
+
+    With a ``task`` the rows are the images of its two classes and ``y`` is 1 for its first (positive) class;
+    without one, every labelled image and the three-class target (0 Normal, 1 other pneumonia, 2 COVID-19).
+    """
 
     table: pd.DataFrame           # data set rows that were readable (path, file, label, patient_id, ...)
     X: pd.DataFrame               # feature columns only
-    y: np.ndarray                 # 1 = COVID-19, 0 = Normal
+    y: np.ndarray                 # task: 1 = positive class; no task: three-class index
     shas: list[str]
     errors: dict[str, str] = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
+    task: str | None = "covid-vs-normal"
 
     @property
     def groups(self) -> np.ndarray:
-        return self.table["patient_id"].to_numpy()
+        """Patient of every image: ``patient_group`` (duplicate patients merged) where the manifest has it."""
+        column = "patient_group" if "patient_group" in self.table else "patient_id"
+        return self.table[column].fillna(self.table["patient_id"]).astype(str).to_numpy()
+
+    @property
+    def sites(self) -> np.ndarray | None:
+        """Hospital or publisher of every image (manifest column ``site``), if known."""
+        return self.table["site"].fillna("unknown").astype(str).to_numpy() if "site" in self.table else None
+
+    @property
+    def positive_label(self) -> str:
+        return task_classes(self.task)[0] if self.task else LABEL_COVID
 
     @property
     def sources(self) -> np.ndarray | None:
@@ -51,17 +67,26 @@ class FeatureMatrix:
         return bool(self.table["patient_known"].any())
 
 
-def load_feature_matrix(data_dir: str | os.PathLike, feature_set: str = "both", *, n_jobs: int = -1,
-                        cache_dir: str | os.PathLike | None = None,
+def load_feature_matrix(data_dir: str | os.PathLike, feature_set: str = "both", *, task: str | None = "covid-vs-normal",
+                        n_jobs: int = -1, cache_dir: str | os.PathLike | None = None,
                         progress: Progress | None = None) -> FeatureMatrix:
-    """Read a labelled data set, keep COVID-19 and Normal, extract (or fetch cached) features."""
+    """Read a labelled data set, keep the images of ``task`` (None: all three classes), extract their features."""
     dataset = load_dataset(data_dir)
-    table, _ = binary_subset(dataset)
+    classes = task_classes(task) if task else TRIAGE_CLASSES
+    kinds = dataset.table["label"].map(triage_class)
+    table = dataset.table[kinds.isin(classes) & (dataset.table["label"] != "")].reset_index(drop=True)
+    found = set(table["label"].map(triage_class))
+    needed = classes if task else (LABEL_NORMAL, LABEL_COVID)   # other pneumonias are welcome, not required
+    if not set(needed) <= found:
+        raise DatasetError(f"{dataset.root}: {task or 'training'} needs images of {', '.join(needed)}; found "
+                           f"{', '.join(sorted(found)) or 'none'}")
     features = extract_features(table["path"], feature_set, n_jobs=n_jobs, cache_dir=cache_dir, progress=progress)
     readable = table.set_index("path").loc[features.table["file"]].reset_index()
     X = features.table.drop(columns=["file", "sha256"]).reset_index(drop=True)
-    y = (readable["label"] == LABEL_COVID).to_numpy(dtype=int)
-    return FeatureMatrix(readable, X, y, features.table["sha256"].tolist(), features.errors, summarize(dataset))
+    kinds = readable["label"].map(triage_class)
+    y = (kinds == classes[0]).to_numpy(dtype=int) if task else three_class_target(readable["label"])
+    return FeatureMatrix(readable, X, y, features.table["sha256"].tolist(), features.errors, summarize(dataset),
+                         task)
 
 
 def choose_test_source(sources: np.ndarray, y: np.ndarray, test_source: str | None) -> str:
@@ -102,30 +127,88 @@ def run_evaluation(matrix: FeatureMatrix, *, split: str | None = None, test_sour
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if split == "patient" and not matrix.has_patient_ids:
         raise ValueError("--split patient needs patient ids (manifest column patient_id); use --split random")
+    if matrix.task is None:
+        raise ValueError("the evaluation of the four models needs a two-class task (e.g. covid-vs-normal)")
+    sources = matrix.sources
     if split == "source":
         if matrix.sources is None:
             raise ValueError("--split source needs the manifest column origin_dataset")
         test_source = choose_test_source(matrix.sources, matrix.y, test_source)
-    return evaluate(matrix.X, matrix.y, groups=matrix.groups, sources=matrix.sources, split=split,
+    if split == "site":
+        if matrix.sites is None:
+            raise ValueError("--split site needs the manifest column site (hospital or publisher of every image)")
+        sources = matrix.sites
+    return evaluate(matrix.X, matrix.y, groups=matrix.groups, sources=sources, split=split,
                     test_source=test_source, repeats=repeats, train_size=train_size, preset=preset,
-                    select_k=select_k, random_state=random_state, n_jobs=n_jobs, progress=progress)
+                    select_k=select_k, random_state=random_state, n_jobs=n_jobs, progress=progress,
+                    task=matrix.task, target=matrix.positive_label)
 
 
 def evaluation_file_name(split: str) -> str:
     return f"evaluation-{split}.json"
 
 
+SITE_EVALUATION_FILE = "site-evaluation.json"
+
+
+def acquisition_signatures(matrix: FeatureMatrix, *, n_jobs: int = -1,
+                           cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """Acquisition signatures (:mod:`core.features.acquisition`) of the matrix's images, row-aligned."""
+    result = extract_features(matrix.table["path"], "acquisition", n_jobs=n_jobs, cache_dir=cache_dir)
+    if result.errors:  # the same files were readable a moment ago
+        raise DatasetError("; ".join(result.errors.values()))
+    return result.table.drop(columns=["file", "sha256"]).to_numpy(dtype=float)
+
+
+def site_evaluation(matrix: FeatureMatrix, recipe: str = "linear", *, signatures: np.ndarray | None = None,
+                    target_sensitivity: float = 0.95, n_boot: int = 1000, random_state: int = 42, n_jobs: int = -1,
+                    progress: Progress | None = None) -> dict:
+    """Leave-one-site-out, within-site contrasts, flag rates and site shift of a recipe (three classes)."""
+    if matrix.task is not None:
+        raise ValueError("the site evaluation trains the three-class model: load the matrix with task=None")
+    if matrix.sites is None:
+        raise ValueError("the site evaluation needs the manifest column site (hospital or publisher of every image)")
+    return evaluate_sites(matrix.X, matrix.y, matrix.groups, matrix.sites, recipe=recipe, signatures=signatures,
+                          target_sensitivity=target_sensitivity, n_boot=n_boot, random_state=random_state,
+                          n_jobs=n_jobs, progress=progress)
+
+
 def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_set: str = "both",
-          preset: str = "tuned", select_k: int | None = 10, target_sensitivity: float = 0.95,
-          repeats: int = 10, random_state: int = 42, n_jobs: int = -1, cache_dir: str | os.PathLike | None = None,
-          evaluate_splits: tuple[str, ...] = SPLITS, progress: Progress | None = None) -> dict:
-    """Fit, calibrate, evaluate and save the four models; returns the report written to ``report.json``."""
+          recipe: str = "auto", target_sensitivity: float = 0.95, repeats: int = 10, random_state: int = 42,
+          n_jobs: int = -1, cache_dir: str | os.PathLike | None = None,
+          evaluate_splits: tuple[str, ...] = ("patient", "random", "source"),
+          n_boot: int = 1000, progress: Progress | None = None) -> dict:
+    """Choose the recipe leave-one-site-out, fit, calibrate, evaluate and save the three-class triage model.
+
+    ``recipe="auto"`` evaluates every :data:`core.learn.models.RECIPES` leave-one-site-out and keeps the one with
+    the best :func:`core.evaluation.sites.selection_score` (data without sites: ``linear``). The site evaluation of
+    the chosen recipe is saved as ``site-evaluation.json``; ``evaluate_splits`` adds the study's four models on
+    COVID-19 vs Normal (``evaluation-<split>.json``) for the Model comparison page.
+    """
     say = progress or (lambda fraction, message: None)
-    matrix = load_feature_matrix(data_dir, feature_set, n_jobs=n_jobs, cache_dir=cache_dir,
-                                 progress=lambda f, m: say(0.3 * f, m))
-    artifacts, consensus = fit_final_models(matrix.X, matrix.y, matrix.groups, preset=preset, select_k=select_k,
+    matrix = load_feature_matrix(data_dir, feature_set, task=None, n_jobs=n_jobs, cache_dir=cache_dir,
+                                 progress=lambda f, m: say(0.2 * f, m))
+    signatures = acquisition_signatures(matrix, n_jobs=n_jobs, cache_dir=cache_dir) \
+        if matrix.sites is not None else None
+    candidates = list(RECIPES) if recipe == "auto" else [recipe]
+    if recipe != "auto" and recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose auto or one of {', '.join(RECIPES)}")
+    site_results = {}
+    if matrix.sites is not None and len(set(matrix.sites)) > 1:
+        for index, name in enumerate(candidates):
+            say(0.2 + 0.3 * index / len(candidates), f"leave-one-site-out evaluation of recipe {name}")
+            site_results[name] = site_evaluation(matrix, name, signatures=signatures, n_boot=n_boot,
+                                                 target_sensitivity=target_sensitivity, random_state=random_state,
+                                                 n_jobs=n_jobs)
+        chosen = max(site_results, key=lambda name: site_results[name]["selection_score"])
+    else:
+        chosen = "linear" if recipe == "auto" else recipe
+    say(0.5, f"fitting the {chosen} recipe on all images")
+    artifacts, consensus = fit_final_models(matrix.X, matrix.y, matrix.groups, sites=matrix.sites,
+                                            signatures=signatures, recipe=chosen,
                                             target_sensitivity=target_sensitivity, random_state=random_state,
-                                            n_jobs=n_jobs, progress=lambda f, m: say(0.3 + 0.3 * f, m))
+                                            n_jobs=n_jobs)
+    consensus.pop("out_of_fold_probabilities")
     say(0.6, "severity model (corona score)")
     try:  # every labelled image (other findings too) feeds the severity model; it needs the expert scores
         severity_model, severity = fit_severity_model(load_dataset(data_dir).table, n_jobs=n_jobs,
@@ -134,27 +217,39 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
     except ValueError as exc:  # e.g. a data set without expert scores: the classifiers are still saved
         severity = {"error": str(exc)}
     evaluations, side_files = {}, {}
+    if site_results:
+        site = {**site_results[chosen], "chosen_recipe": chosen, "candidates": {
+            name: {"recipe": result["recipe"], "selection_score": result["selection_score"],
+                   "site_held_out": {t: f["value"] for t, f in result["site_held_out"]["tasks"].items()},
+                   "targets": result["targets"]} for name, result in site_results.items()}}
+        side_files[SITE_EVALUATION_FILE] = json.dumps(site, indent=1)
+        evaluations["site"] = {"chosen_recipe": chosen, "targets": site["targets"],
+                               "candidates": {n: c["selection_score"] for n, c in site["candidates"].items()}}
+    binary = load_feature_matrix(data_dir, feature_set, task="covid-vs-normal", n_jobs=n_jobs, cache_dir=cache_dir) \
+        if evaluate_splits else None
     for index, split in enumerate(evaluate_splits):
-        if split == "patient" and not matrix.has_patient_ids or split == "source" and matrix.sources is None:
+        if split == "patient" and not binary.has_patient_ids or split == "source" and binary.sources is None \
+                or split == "site" and binary.sites is None:
             continue
-        say(0.6 + 0.4 * index / max(len(evaluate_splits), 1), f"evaluating ({split} split)")
+        say(0.6 + 0.4 * index / max(len(evaluate_splits), 1), f"evaluating the study's models ({split} split)")
         try:
-            report = run_evaluation(matrix, split=split, repeats=repeats, preset=preset, select_k=select_k,
-                                    random_state=random_state, n_jobs=n_jobs)
+            report = run_evaluation(binary, split=split, repeats=repeats, random_state=random_state, n_jobs=n_jobs)
         except ValueError as exc:  # e.g. no source holds both labels: say so in the report
             evaluations[split] = {"error": str(exc)}
             continue
-        # the consensus at the saved threshold: the operating point the app flags with
-        report = with_consensus(report, artifacts["consensus.joblib"]["calibrator"], FlagRule.from_dict(consensus))
+        # No "Consensus" row here: these are the study's two-class models, while the saved model is three-class;
+        # its operating point (flag rates at the saved threshold) is in site-evaluation.json.
         side_files[evaluation_file_name(split)] = json.dumps(report.to_dict())
         evaluations[split] = report.summary_json()
     report = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "feature_set": feature_set, "preset": preset, "select_k": select_k, "random_state": random_state,
-        "target": LABEL_COVID,
+        "feature_set": feature_set, "recipe": chosen, "preset": RECIPES[chosen].preset,
+        "select_k": RECIPES[chosen].select_k, "random_state": random_state,
+        "target": LABEL_COVID, "classes": list(TRIAGE_CLASSES),
         "data": {"root": portable_path(data_dir), "fingerprint": data_fingerprint(
                      matrix.shas, matrix.table["label"].tolist()),
-                 "n_images": int(len(matrix.y)), "n_covid": int(matrix.y.sum()),
+                 "n_images": int(len(matrix.y)), "n_covid": int((matrix.y == TRIAGE_CLASSES.index(LABEL_COVID)).sum()),
+                 "images_per_class": {c: int((matrix.y == i).sum()) for i, c in enumerate(TRIAGE_CLASSES)},
                  "n_patients": int(pd.Series(matrix.groups).nunique()), "unreadable": matrix.errors,
                  "summary": {**matrix.summary, "root": portable_path(data_dir)}},
         "feature_names": list(matrix.X.columns),
