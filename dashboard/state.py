@@ -9,18 +9,18 @@ value stale (the models folder's ``report.json`` modification time, the database
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import streamlit as st
 
 from core.evaluation.evaluate import EvaluationReport
-from core.evaluation.splits import SPLITS
 from core.learn.artifacts import REPORT_NAME, ModelLoadError
 from core.paths import default_cache_dir, default_data_dir, default_models_dir
 from core.triage.model import Prediction, TriageModel
 from core.triage.reliability import cross_hospital_check
-from core.workflow import evaluation_file_name, train
+from core.workflow import SITE_EVALUATION_FILE, evaluation_file_name, train
 from core.worklist.store import WorklistError, WorklistStore, default_database_url
 
 DISCLAIMER = ("**Research use only.** This tool supports, and does not replace, a radiologist's reading "
@@ -85,7 +85,7 @@ def require_model() -> TriageModel:
     if not default_data_dir().is_dir():
         st.warning(f"The reference data folder {default_data_dir()} does not exist; set CXR_DATA to a data set.")
     elif st.button("Train the default model now", type="primary", key="state_train_button",
-                   help="Extracts features, fits and evaluates the four models; takes several minutes."):
+                   help="Extracts features, chooses the model leave-one-site-out, fits and evaluates it; takes several minutes."):
         bar = st.progress(0.0, text="starting")
         try:
             report = train(default_data_dir(), default_models_dir(), cache_dir=default_cache_dir(),
@@ -122,11 +122,23 @@ def open_worklist() -> WorklistStore | None:
 def saved_evaluations(models_dir: str, stamp: float) -> dict[str, EvaluationReport]:
     """The evaluation reports the training run saved beside the models, by split type (may be empty)."""
     reports = {}
-    for split in SPLITS:
+    for split in ("patient", "random", "source"):  # the study models' reports (the site evaluation has its own file)
         path = Path(models_dir) / evaluation_file_name(split)
         if path.is_file():
             reports[split] = EvaluationReport.from_json(path)
     return reports
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def saved_site_evaluation(models_dir: str, stamp: float) -> dict | None:
+    """The site evaluation the training run saved (leave-one-site-out, within-site, flags, shift), or None."""
+    path = Path(models_dir) / SITE_EVALUATION_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def default_site_evaluation() -> dict | None:
+    models_dir = default_models_dir()
+    return saved_site_evaluation(str(models_dir), models_stamp(models_dir))
 
 
 def default_evaluations() -> dict[str, EvaluationReport]:
@@ -160,7 +172,8 @@ CUSTOM_RUNS_KEY = "comparison_runs"  # evaluations run from the Model comparison
 def describe_report(report: EvaluationReport) -> str:
     """One line saying how a report was made: split, repeats, images, patients, held-out source."""
     held_out = report.split_description.get("test_source")
-    return (f"{report.split} split{f' (held-out source: {held_out})' if held_out else ''}, {report.repeats} repeats, "
+    study = "the study's reproduction (Orange workflow, preset orange) — " if report.preset == "orange" else ""
+    return (f"{study}{report.split} split{f' (held-out source: {held_out})' if held_out else ''}, {report.repeats} repeats, "
             f"{report.train_size:.0%} training, {report.n_images} images"
             + (f" from {report.n_patients} patients" if report.n_patients else "")
             + f", {report.n_features} features, preset {report.preset}, "

@@ -18,11 +18,13 @@ from core.triage.reliability import (
     score_reference,
     validation_status,
 )
+from dashboard.reading import draw_reading
 
 
 def show_verdict(prediction: Prediction, model: TriageModel, source_evaluation: EvaluationReport | None) -> None:
     """Risk, flag and threshold, then the reliability lines (validation status, uncertainty, known limits)."""
-    st.metric("COVID-19 risk (consensus of the four models)", f"{100 * prediction.risk:.0f}%")
+    draw_reading(prediction)
+    st.metric("COVID-19 risk (calibrated consensus)", f"{100 * prediction.risk:.0f}%")
     if prediction.flagged:
         st.markdown("### :red[FLAGGED] — risk at or above the flag threshold")
     else:

@@ -1,5 +1,6 @@
-"""Model comparison: the four classifiers side by side (mean ± sd over repeats), before and after feature selection,
-from the saved evaluation reports (instant) or from an evaluation run here."""
+"""Model comparison: first how the triage model holds up at a hospital it has never seen (leave-one-site-out and
+within-site contrasts, from the saved site evaluation), then the four classifiers side by side (mean ± sd over
+repeats) on random / patient splits, from the saved evaluation reports (instant) or from an evaluation run here."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ import streamlit as st
 
 from core.evaluation.evaluate import EvaluationReport
 from core.evaluation.metrics import METRICS
+from core.evaluation.report_sites import site_tables, targets_not_met
 from core.evaluation.splits import SPLITS
-from core.features.blocks import FEATURE_SETS
+from core.features.blocks import MODEL_FEATURE_SETS
 from core.io.datasets import DatasetError
 from core.evaluation.consensus import with_consensus
 from core.learn.artifacts import ModelLoadError, read_report
 from core.paths import default_cache_dir, default_data_dir, default_models_dir
 from core.workflow import load_feature_matrix, run_evaluation
 from dashboard import charts
-from dashboard.state import CUSTOM_RUNS_KEY, STAGE_LABELS, choose_report, load_model
+from dashboard.state import CUSTOM_RUNS_KEY, STAGE_LABELS, choose_report, default_site_evaluation, load_model
 
 
 MAX_KEPT_RUNS = 16
@@ -42,11 +44,11 @@ def run_comparison(parameters: tuple, progress) -> EvaluationReport:
     """Features (from the per-image cache when possible), then the repeated evaluation; reused when run before."""
     done = finished_evaluations()
     if parameters not in done:
-        data_dir, feature_set, select_k, split, repeats, test_source = parameters
+        data_dir, feature_set, select_k, split, repeats, test_source, preset = parameters
         matrix = load_feature_matrix(data_dir, feature_set, n_jobs=-1, cache_dir=default_cache_dir(),
                                      progress=lambda fraction, message: progress(0.5 * fraction, message))
         report = run_evaluation(matrix, split=split, test_source=test_source or None, repeats=repeats,
-                                select_k=select_k, n_jobs=-1,
+                                select_k=select_k, preset=preset, n_jobs=-1,
                                 progress=lambda fraction, message: progress(0.5 + 0.5 * fraction, message))
         while len(done) >= MAX_KEPT_RUNS:
             done.pop(next(iter(done)))
@@ -61,6 +63,8 @@ def add_consensus(report: EvaluationReport, feature_set: str) -> EvaluationRepor
     except ModelLoadError:
         return report
     settings = model.report
+    if settings.get("classes"):  # a three-class saved model: its operating point is in the site evaluation
+        return report
     if (feature_set, report.select_k, report.preset) != (settings.get("feature_set"), settings.get("select_k"),
                                                          settings.get("preset")):
         return report
@@ -131,21 +135,24 @@ def evaluation_form() -> None:
     with st.form("comparison_form"):
         left, middle, right = st.columns(3)
         data_dir = left.text_input("Data set folder", value=str(default_data_dir()), key="comparison_data_dir")
-        feature_set = middle.selectbox("Feature set", FEATURE_SETS, index=FEATURE_SETS.index("both"),
+        feature_set = middle.selectbox("Feature set", MODEL_FEATURE_SETS, index=MODEL_FEATURE_SETS.index("both"),
                                        key="comparison_feature_set")
         select_k = right.number_input("Selected features (0 = no selection)", min_value=0, max_value=500, value=10,
                                       step=1, key="comparison_select_k")
         split = left.selectbox("Split", SPLITS, key="comparison_split",
                                help="patient: no patient on both sides; random: as the original study; "
-                                    "source: train on some sources, test on a held-out one")
+                                    "source: train on some sources, test on a held-out one; site: "
+                                    "leave-one-site-out")
         repeats = middle.number_input("Repeats", min_value=2, max_value=50, value=10, step=1, key="comparison_repeats")
         test_source = right.text_input("Held-out source (source split only)", key="comparison_test_source")
+        preset = left.selectbox("Preset", ("tuned", "orange"), key="comparison_preset",
+                                format_func=lambda p: "orange — the study's reproduction" if p == "orange" else p)
         submitted = st.form_submit_button("Run the evaluation", type="primary")
     if not submitted:
         return
     bar = st.progress(0.0, text="reading features…")
     parameters = (data_dir.strip(), feature_set, int(select_k) or None, split, int(repeats),
-                  test_source.strip() if split == "source" else "")
+                  test_source.strip() if split == "source" else "", preset)
     try:
         report = run_comparison(parameters, lambda fraction, message: bar.progress(min(max(fraction, 0.0), 1.0),
                                                                                     text=message))
@@ -154,12 +161,55 @@ def evaluation_form() -> None:
         st.error(f"The evaluation could not run: {exc}")
         return
     bar.empty()
-    label = f"{split} split, {feature_set} features, k={parameters[2]}, {repeats} repeats ({parameters[0]})"
+    study = "the study's reproduction: " if preset == "orange" else ""
+    label = f"{study}{split} split, {feature_set} features, k={parameters[2]}, {repeats} repeats ({parameters[0]})"
     st.session_state.setdefault(CUSTOM_RUNS_KEY, {})[label] = report
     st.session_state["comparison_last_run"] = label
 
 
+def show_site_evaluation() -> None:
+    """Leave-one-site-out, within-site contrasts, flag rates and the site-shift check of the saved model."""
+    st.header("How it holds up at a hospital it has never seen")
+    result = default_site_evaluation()
+    if result is None:
+        st.info("The saved model has no site evaluation yet: retrain it with `python -m core train` (it chooses the "
+                "model leave-one-site-out and saves site-evaluation.json), or run `python -m core contrasts`.")
+        return
+    tables = site_tables(result)
+    missed = targets_not_met(result)
+    if missed:
+        st.error("**Targets not met.** " + " ".join(f"{line}." for line in missed)
+                 + " The tool is not validated for hospitals it was not trained on.")
+    st.markdown(f"Three classes (Normal / other pneumonia / COVID-19), recipe **{result['recipe']['name']}** "
+                f"({result['recipe']['description']}), {result['n_images']} images from {result['n_patients']} "
+                f"patients at {result['n_sites']} sites. *Leave-one-site-out*: each site in turn is predicted by "
+                "models trained on the other sites only. 95 % CIs: bootstrap over patients.")
+    st.dataframe(tables["targets"], hide_index=True, width="stretch")
+    st.markdown("**AUC per question**")
+    st.dataframe(tables["tasks"], hide_index=True, width="stretch")
+    st.markdown("**Within-site contrasts** — pairs of films from the same site only: a model that recognises the "
+                "hospital cannot score here")
+    st.dataframe(tables["within_site"], hide_index=True, width="stretch")
+    with st.expander("AUC per left-out site (— where the site holds one class)"):
+        st.dataframe(tables["per_site"], width="stretch")
+    st.markdown(f"**Flag rates** (threshold {result['flag_rule']['threshold']:.3f}, chosen for "
+                f"{result['flag_rule']['target_sensitivity']:.0%} sensitivity on patient-held-out predictions)")
+    st.dataframe(tables["flags"], hide_index=True, width="stretch")
+    if not tables["shift"].empty:
+        st.markdown("**Site-shift warning** (\"this film looks unlike the hospitals the model was trained on\") "
+                    "fires on")
+        st.dataframe(tables["shift"], hide_index=True, width="stretch")
+    if "candidates" in result:
+        st.caption("Default model chosen leave-one-site-out among: " + ", ".join(
+            f"{name} (score {c['selection_score']:.3f})" for name, c in result["candidates"].items())
+                   + f" → {result['chosen_recipe']}.")
+
+
 st.title("Model comparison")
+show_site_evaluation()
+st.header("Random and patient splits (hospitals known)")
+st.caption("The study's four models on COVID-19 vs Normal. Evaluations with preset 'orange' are the study's "
+           "reproduction (its Orange workflow).")
 saved_tab, run_tab = st.tabs(["Evaluations", "Run an evaluation"])
 with run_tab:
     st.caption("Runs the repeated evaluation on a data set folder (manifest.csv or class sub-folders). Features "
