@@ -7,9 +7,9 @@ Two layouts are understood:
 - a folder of class sub-folders (``COVID/``, ``Normal/``, any case, as in the Kaggle layouts).
 
 Labels are normalised to ``COVID-19`` / ``Normal``; other findings (bacterial or viral pneumonias, SARS, ...) keep
-their own name. The classifiers are binary (COVID-19 vs Normal, the study's question): other findings are left out of
-training and evaluation by :func:`binary_subset`, and reported in the summary so that nobody mistakes them for
-negatives.
+their own name. The triage model is trained on three classes (Normal / other pneumonia / COVID-19; every finding other
+than COVID-19 and Normal is "other pneumonia", :mod:`core.labels`); :func:`binary_subset` keeps the study's two
+classes (COVID-19 vs Normal) for its reproduction.
 """
 
 from __future__ import annotations
@@ -161,13 +161,14 @@ def summarize(dataset: Dataset) -> dict:
         "width": _describe(sizes[:, 0]) if len(sizes) else None,
         "height": _describe(sizes[:, 1]) if len(sizes) else None,
     }
-    for column in ("view", "origin_dataset"):
+    for column in ("view", "origin_dataset", "site"):
         if column in table.columns:
             summary[f"images_per_{column}"] = table[column].fillna("unknown").value_counts().to_dict()
     others = sorted(set(table["label"]) - {LABEL_COVID, LABEL_NORMAL, ""})
     summary["other_findings"] = others
-    summary["note"] = ("Classifiers are trained and evaluated on COVID-19 vs Normal only; "
-                       f"{int(table['label'].isin(others).sum())} images of other findings are left out.")
+    summary["note"] = ("The triage model is trained on three classes: Normal, other pneumonia (every other finding: "
+                       f"{int(table['label'].isin(others).sum())} images) and COVID-19; the study's reproduction "
+                       "uses COVID-19 vs Normal only.")
     return summary
 
 
@@ -185,7 +186,7 @@ def format_summary(summary: dict) -> str:
     for label, count in summary["images_per_label"].items():
         patients = summary["patients_per_label"].get(label)
         lines.append(f"  {label:<14} {count:>5} images" + (f"  {patients:>4} patients" if patients else ""))
-    for key in ("images_per_view", "images_per_origin_dataset"):
+    for key in ("images_per_view", "images_per_origin_dataset", "images_per_site"):
         if key in summary:
             lines.append(f"  {key.removeprefix('images_per_')}: "
                          + ", ".join(f"{k} {v}" for k, v in summary[key].items()))
