@@ -22,9 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sklearn.metrics import roc_auc_score
-
-from core.evaluation.metrics import patient_bootstrap
+from core.evaluation.metrics import fast_auc, patient_bootstrap
 from core.evaluation.splits import site_splits
 from core.labels import LABEL_COVID, LABEL_NORMAL, TASKS, TRIAGE_CLASSES
 from core.learn.consensus import ConsensusCalibrator
@@ -62,10 +60,6 @@ def task_score(probabilities: np.ndarray, task: str) -> np.ndarray:
     if task == "covid-vs-pneumonia":
         return covid / np.clip(covid + other, 1e-12, None)
     raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-
-
-def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    return float(roc_auc_score(y, score)) if len(np.unique(y)) == 2 else float("nan")
 
 
 def within_site_auc(y: np.ndarray, score: np.ndarray, sites: np.ndarray, keep: np.ndarray | None = None) -> float:
@@ -121,7 +115,7 @@ def _task_figures(data: _Data, probabilities: np.ndarray) -> dict:
     for task in TASKS:
         rows, target = data.task_rows(task)
         score = task_score(probabilities, task)
-        figures[task] = data.statistic(rows, lambda i: _auc(target[i], score[i]), n_positive=int(target[rows].sum()))
+        figures[task] = data.statistic(rows, lambda i: fast_auc(target[i], score[i]), n_positive=int(target[rows].sum()))
     return figures
 
 
@@ -133,7 +127,7 @@ def _per_site(data: _Data, probabilities: np.ndarray) -> list[dict]:
         for site in np.unique(data.sites[rows]):
             in_site = rows & (data.sites == site)
             n_positive = int(target[in_site].sum())
-            auc = _auc(target[in_site], score[in_site])
+            auc = fast_auc(target[in_site], score[in_site])
             records.append({"task": task, "site": site, "n_images": int(in_site.sum()), "n_positive": n_positive,
                             "AUC": None if not np.isfinite(auc) else round(auc, 4)})
     return records
@@ -149,7 +143,7 @@ def _within_site(data: _Data, probabilities: np.ndarray) -> dict:
             in_site = rows & (data.sites == site)
             if min(target[in_site].sum(), (1 - target[in_site]).sum()) < MIN_PER_CLASS:
                 continue
-            sites.append(data.statistic(in_site, lambda i: _auc(target[i], score[i]), site=site,
+            sites.append(data.statistic(in_site, lambda i: fast_auc(target[i], score[i]), site=site,
                                         n_positive=int(target[in_site].sum())))
         contrast_rows = rows & np.isin(data.sites, [s["site"] for s in sites])
         pooled = data.statistic(contrast_rows, lambda i: within_site_auc(target[i], score[i], data.sites[i]),
