@@ -6,7 +6,8 @@ import streamlit as st
 
 from core.triage.model import Prediction
 
-READING_COLOURS = {"no pneumonia seen": "green", "pneumonia, not typical of COVID-19": "orange",
+# No colour reads as "safe": "no pneumonia seen" is plain grey (a low probability does not rule disease out).
+READING_COLOURS = {"no pneumonia seen": "gray", "pneumonia, not typical of COVID-19": "orange",
                    "COVID-19 pattern": "red"}
 
 

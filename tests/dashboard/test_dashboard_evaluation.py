@@ -6,6 +6,8 @@ seconds), so these pages are tested without the trained default model.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,8 +17,10 @@ from core.evaluation.consensus import CONSENSUS, with_consensus
 from core.evaluation.evaluate import evaluate
 from core.learn.consensus import ConsensusCalibrator
 from core.learn.flag import FlagRule
+from core.evaluation.report_sites import targets_not_met
+from core.evaluation.sites import evaluate_sites
 from core.learn.models import MODEL_NAMES
-from core.workflow import evaluation_file_name
+from core.workflow import SITE_EVALUATION_FILE, evaluation_file_name
 
 FLAG_RULE = FlagRule(0.3, 0.95)
 
@@ -44,6 +48,13 @@ def saved_models_dir(tmp_path_factory) -> tuple:
     reports["source"] = evaluate(noise, y, groups=groups, sources=sources, split="source", test_source="hospital C",
                                  repeats=2, select_k=4, n_jobs=1, random_state=1)
     reports["source"].to_json(folder / evaluation_file_name("source"))
+    sites = np.repeat(["nih", "a", "b"], 40)                 # three classes at three sites (site evaluation)
+    three = rng.integers(0, 3, len(sites))
+    X3 = pd.DataFrame(rng.normal(size=(len(sites), 6)) + 2.0 * np.eye(3)[three] @ np.eye(3, 6),
+                      columns=[f"feature_{i}" for i in range(6)])
+    site = evaluate_sites(X3, three, np.arange(len(sites)) // 2, sites, recipe="linear", n_boot=20)
+    (folder / SITE_EVALUATION_FILE).write_text(json.dumps(site))
+    reports["site"] = site
     return folder, reports
 
 
@@ -54,9 +65,24 @@ def app_env(saved_models_dir, monkeypatch, tmp_path):
     return reports
 
 
+def test_model_comparison_leads_with_the_unseen_hospital(app_env):
+    app = open_page("model_comparison")
+    assert not app.exception, [e.value for e in app.exception]
+    headers = [h.value for h in app.header]
+    assert headers[0] == "How it holds up at a hospital it has never seen"
+    assert headers.index("How it holds up at a hospital it has never seen") < headers.index(
+        "Random and patient splits (hospitals known)")
+    assert "Within-site contrasts" in texts(app) and "study's reproduction" in texts(app)
+    missed = targets_not_met(app_env["site"])
+    if missed:   # said plainly, at the top
+        assert "Targets not met" in app.error[0].value and missed[0] in app.error[0].value
+    targets = app.dataframe[0].value
+    assert len(targets) == len(app_env["site"]["targets"]) and "met" in targets.columns
+
+
 def test_model_comparison_shows_the_saved_table_and_chart(app_env):
     app = open_page("model_comparison")
-    table = app.dataframe[0].value
+    table = next(d.value for d in app.dataframe if "stage" in d.value.columns)   # after the site section
     assert len(table) == 2 * len(MODEL_NAMES) + 1 and table["model"].tolist()[-1] == CONSENSUS
     expected = app_env["patient"].table()
     first = expected.iloc[0]
@@ -70,7 +96,8 @@ def test_model_comparison_shows_the_saved_table_and_chart(app_env):
     assert list(bars.data[1].y) == pytest.approx(expected.loc[expected.stage == "after", "AUC"].tolist())
     app.segmented_control(key="comparison_saved_metric").set_value("CA").run()
     assert plotly_figures(app)[0].layout.title.text == "Accuracy"
-    selected = app.dataframe[1].value  # features kept by the selection, per model
+    selected = next(d.value for d in app.dataframe  # features kept by the selection, per model
+                    if str(d.value.columns[0]).startswith("feature (repeats kept"))
     assert set(MODEL_NAMES) <= set(selected.columns) and "feature_0" in selected.iloc[:, 0].tolist()
     app.selectbox(key="comparison_report").set_value("saved: random split").run()
     assert "random split" in texts(app)

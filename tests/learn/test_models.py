@@ -127,3 +127,18 @@ def test_pipelines_fit_with_missing_values_and_are_reproducible(name, preset, da
     kept = first.named_steps["missing"].get_feature_names_out()
     assert "f2" not in kept and "f5" in kept
     assert len(first[:2].get_feature_names_out()) == 5  # missing -> select
+
+
+def test_linear_model_and_recipes():
+    from sklearn.linear_model import LogisticRegression
+
+    from core.learn.models import LINEAR_MODEL, RECIPES
+
+    assert canonical_model_name("logistic regression") == LINEAR_MODEL and LINEAR_MODEL not in MODEL_NAMES
+    tuned, orange = make_classifier(LINEAR_MODEL), make_classifier(LINEAR_MODEL, preset="orange")
+    assert type(tuned) is LogisticRegression and tuned.C < orange.C == 1.0   # Orange's widget: C = 1
+    pipeline = make_pipeline(LINEAR_MODEL, select_k=None)
+    assert [name for name, _ in pipeline.steps] == ["missing", "impute", "scale", "model"]
+    assert RECIPES["study"].models == MODEL_NAMES and RECIPES["linear"].select_k is None
+    X, y = make_classification(n_samples=150, n_features=12, n_informative=6, n_classes=3, random_state=0)
+    assert pipeline.fit(X, y).predict_proba(X).shape == (150, 3)
