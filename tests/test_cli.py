@@ -55,7 +55,7 @@ def test_evaluate_json_has_the_documented_shape(cxr_dir, cxr_manifest, cli_env, 
     summary = json.loads(out.read_text())
     assert summary["split"] == "patient" and summary["repeats"] == 2 and summary["target"] == "COVID-19"
     binary = cxr_manifest[cxr_manifest["label"].isin(["COVID-19", "Normal"])]
-    assert summary["n_images"] == len(binary) and summary["n_patients"] == binary["patient_id"].nunique()
+    assert summary["n_images"] == len(binary) and summary["n_patients"] == binary["patient_group"].nunique()
     rows = {(r["model"], r["stage"]) for r in summary["results"]}
     assert rows == {(m, s) for m in MODEL_NAMES for s in ("before", "after")}
     for row in summary["results"]:
