@@ -13,6 +13,8 @@ measurements behind them are in the README ("Method").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
@@ -23,8 +25,6 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
-
-from dataclasses import dataclass
 
 from core.learn.preprocessing import InformationGainSelector, MissingValueFilter
 
