@@ -51,12 +51,16 @@ class ConsensusCalibrator(BaseEstimator):
     @staticmethod
     def _log_mean(model_probabilities: np.ndarray) -> np.ndarray:
         probabilities = np.asarray(model_probabilities, dtype=float)
-        if probabilities.ndim == 2:  # one model
-            probabilities = probabilities[:, None, :]
+        if probabilities.ndim == 2:  # (n_images, n_models) P(positive) of a two-class problem
+            probabilities = np.stack([1.0 - probabilities, probabilities], axis=2)
         return np.log(np.clip(probabilities.mean(axis=1), _EPS, 1.0))
 
     def fit(self, model_probabilities: np.ndarray, y: np.ndarray) -> "ConsensusCalibrator":
-        """``model_probabilities``: (n_images, n_models, n_classes) out-of-fold probabilities; ``y``: class index."""
+        """Fit on out-of-fold probabilities.
+
+        ``model_probabilities``: (n_images, n_models, n_classes) class probabilities, or (n_images, n_models)
+        P(positive) of a two-class problem; ``y``: class index (1 = positive for two classes).
+        """
         self.platt_ = LogisticRegression(C=self.C, max_iter=1000).fit(self._log_mean(model_probabilities),
                                                                         np.asarray(y))
         self.classes_ = self.platt_.classes_
@@ -70,6 +74,13 @@ class ConsensusCalibrator(BaseEstimator):
         full = np.zeros((len(probabilities), self.n_classes))
         full[:, self.classes_.astype(int)] = probabilities
         return full
+
+    def predict_risk(self, model_probabilities: np.ndarray) -> np.ndarray:
+        """Two-class calibrators only: calibrated P(positive) from (n_images, n_models) P(positive), (n_images,)."""
+        if len(self.classes_) != 2:
+            raise ValueError(f"this consensus is calibrated on {len(self.classes_)} classes; its risk comes from "
+                             "predict_proba on every class's probabilities, not from P(COVID-19) alone")
+        return self.predict_proba(np.atleast_2d(np.asarray(model_probabilities, dtype=float)))[:, -1]
 
 
 class OutOfDistributionDetector(BaseEstimator):

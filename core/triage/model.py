@@ -42,6 +42,7 @@ class Prediction:
     flagged: bool | None = None               # risk >= operating threshold
     threshold: float | None = None
     per_model: dict[str, float] = field(default_factory=dict)
+    per_model_classes: dict[str, list[float]] = field(default_factory=dict, repr=False)  # each model's 3 classes
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     top_features: list[dict] = field(default_factory=list)
@@ -189,6 +190,7 @@ class TriageModel:
         prediction.threshold = self.flag_rule.threshold
         covid = TRIAGE_CLASSES.index(LABEL_COVID)
         prediction.per_model = {name: float(per_model[0, i, covid]) for i, name in enumerate(self.model_names)}
+        prediction.per_model_classes = {name: per_model[0, i].tolist() for i, name in enumerate(self.model_names)}
         prediction.top_features = effects[:5]
 
     def predict(self, source: Source, name: str | None = None) -> Prediction:

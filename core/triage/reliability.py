@@ -14,6 +14,7 @@ import numpy as np
 
 from core.evaluation.consensus import CONSENSUS
 from core.evaluation.report import EvaluationReport
+from core.labels import LABEL_COVID, LABEL_OTHER_PNEUMONIA, TRIAGE_CLASSES
 from core.learn.models import MODEL_NAMES
 from core.triage.model import Prediction, TriageModel
 
@@ -79,7 +80,7 @@ def known_limits(report: dict, source_evaluation: EvaluationReport | None = None
     check = cross_hospital_check(source_evaluation)
     if check is not None:
         parts.append(check.describe())
-    if "pneumonia" not in report.get("classes", ()):
+    if LABEL_OTHER_PNEUMONIA not in report.get("classes", ()):
         parts.append("trained on COVID-19 and Normal films only: another pneumonia can get any risk")
     parts.append("frontal adult chest films only")
     return "Known limits: " + "; ".join(parts) + "."
@@ -100,18 +101,23 @@ class RiskSpread:
         return self.low < self.threshold <= self.high
 
     def describe(self) -> str:
-        text = f"the four models alone give {100 * self.low:.0f}–{100 * self.high:.0f}%"
+        text = f"the {len(self.per_model)} models alone give {100 * self.low:.0f}–{100 * self.high:.0f}%"
         if self.straddles_threshold:
             text += " — they disagree about the flag"
         return text
 
 
 def risk_spread(model: TriageModel, prediction: Prediction) -> RiskSpread | None:
-    """Uncertainty of the consensus risk as the spread of the four models on the calibrated risk scale."""
-    if prediction.risk is None or not prediction.per_model or model.calibrator is None:
+    """Uncertainty of the consensus risk as the spread of the models on the calibrated risk scale (None with one
+    model: there is no spread to show)."""
+    if prediction.risk is None or len(prediction.per_model) < 2 or model.calibrator is None:
         return None
     names = list(prediction.per_model)
-    alone = model.calibrator.predict_risk(np.array([[prediction.per_model[n]] for n in names], dtype=float))
+    if prediction.per_model_classes:  # three classes: each model's class probabilities through the calibration
+        classes = np.array([[prediction.per_model_classes[n]] for n in names], dtype=float)  # (models, 1, 3)
+        alone = model.calibrator.predict_proba(classes)[:, TRIAGE_CLASSES.index(LABEL_COVID)]
+    else:
+        alone = model.calibrator.predict_risk(np.array([[prediction.per_model[n]] for n in names], dtype=float))
     per_model = dict(zip(names, map(float, alone)))
     return RiskSpread(low=min(per_model.values()), high=max(per_model.values()), per_model=per_model,
                       threshold=float(prediction.threshold))
