@@ -110,7 +110,7 @@ class TriageModel:
         """Load the saved models; with ``risk=False`` only what the corona score and the acceptance check need."""
         models_dir = Path(models_dir) if models_dir is not None else default_models_dir()
         listed = read_report(models_dir).get("files", {})
-        if "classes" not in read_report(models_dir):
+        if risk and "classes" not in read_report(models_dir):
             raise ModelLoadError(f"the models in {models_dir} answer COVID-19 vs Normal only (trained before the "
                                  "three-class model); retrain them with `python -m core train`")
         if risk:
