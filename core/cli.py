@@ -13,6 +13,7 @@ from pathlib import Path
 import joblib
 
 from core.evaluation.splits import SPLITS
+from core.labels import TASKS
 from core.learn.models import PRESETS, RECIPES
 from core.paths import default_cache_dir, default_data_dir, default_models_dir
 
@@ -267,7 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(evaluate)
     evaluate.add_argument("--split", choices=SPLITS, default=None,
                           help="patient-grouped (default when patient ids exist), stratified random (Orange), "
-                               "or train on other sources and test on --test-source")
+                               "train on other sources and test on --test-source, or leave-one-site-out")
+    evaluate.add_argument("--task", choices=tuple(TASKS), default="covid-vs-normal",
+                          help="the two classes (default covid-vs-normal, the study's question; 'pneumonia' = "
+                               "every label other than COVID-19 and Normal)")
     evaluate.add_argument("--test-source", default=None, help="with --split source: part of a source name")
     evaluate.add_argument("--train-size", type=float, default=0.66)
     evaluate.add_argument("--json", type=Path, default=None, help="write the summary JSON here")
