@@ -229,6 +229,8 @@ def create_worklist_engine(url: str, *, echo: bool = False) -> Engine:
         # costs nothing noticeable.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if cursor.execute("PRAGMA foreign_keys").fetchone() != (1,):
+            raise WorklistError("this SQLite build cannot enforce foreign keys; the worklist needs them")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -352,6 +354,36 @@ def _migration_2_model_version(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_audit_events_case_id ON audit_events (case_id)")
 
 
+_NO_OVERWRITE_MESSAGE = f"{_APPEND_ONLY_MESSAGE}: REPLACE or INSERT over an existing event refused"
+
+# Triggers fire on every connection, whatever its pragmas: another program opening the SQLite file (foreign keys
+# are off by default outside this store) can no more rewrite the trail or orphan it than the store can.
+# REPLACE deletes the conflicting row without firing DELETE triggers, hence the BEFORE INSERT checks.
+_SQLITE_INTEGRITY_TRIGGERS = [
+    f"""CREATE TRIGGER audit_events_no_overwrite BEFORE INSERT ON audit_events
+        WHEN EXISTS (SELECT 1 FROM audit_events WHERE id = NEW.id
+                     OR (case_id = NEW.case_id AND case_version = NEW.case_version))
+        BEGIN SELECT RAISE(ABORT, '{_NO_OVERWRITE_MESSAGE}'); END""",
+    """CREATE TRIGGER audit_events_known_case BEFORE INSERT ON audit_events
+        WHEN NOT EXISTS (SELECT 1 FROM cases WHERE id = NEW.case_id)
+        BEGIN SELECT RAISE(ABORT, 'audit event for an unknown case refused'); END""",
+    """CREATE TRIGGER cases_no_replace BEFORE INSERT ON cases
+        WHEN EXISTS (SELECT 1 FROM cases WHERE id = NEW.id)
+        BEGIN SELECT RAISE(ABORT, 'cases: REPLACE or INSERT over an existing case refused'); END""",
+    """CREATE TRIGGER cases_keep_audited BEFORE DELETE ON cases
+        WHEN EXISTS (SELECT 1 FROM audit_events WHERE case_id = OLD.id)
+        BEGIN SELECT RAISE(ABORT, 'a case with an audit trail cannot be deleted'); END""",
+]
+
+
+def _migration_3_integrity(conn: Connection) -> None:
+    """SQLite: the audit trail refuses REPLACE and orphans from any connection (PostgreSQL has no REPLACE, its
+    ON CONFLICT DO UPDATE fires the UPDATE trigger, and it always enforces the foreign keys)."""
+    if conn.dialect.name == "sqlite":
+        for statement in _SQLITE_INTEGRITY_TRIGGERS:
+            conn.exec_driver_sql(statement)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -363,6 +395,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: cases, append-only audit_events", _migration_1_initial),
     Migration(2, "cases.model_version; indexes on patient_id and audit case_id",
               _migration_2_model_version),
+    Migration(3, "SQLite triggers: no REPLACE over audit events or cases, no orphaned audit trail",
+              _migration_3_integrity),
     Migration(4, "review: thumbnails, reviewer identity source, zone-grade corrections",
               migration_4_review),
 )
