@@ -169,10 +169,6 @@ def cmd_score(args) -> int:
     model = _load_triage_model(args.models, risk=False)
     if model is None:
         return 2
-    if model.severity_model is None:
-        print(f"error: the models in {args.models} have no severity model (severity.joblib); retrain them with "
-              f"`python -m core train --data ../shared/data/cxr --out {args.models}`", file=sys.stderr)
-        return 2
     records = [{"file": p.file, "error": p.error} if p.error else
                {"file": p.file, **p.severity, "warnings": p.warnings}
                for p in _score_files(model, args.images, args.scheduler)]

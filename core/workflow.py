@@ -19,8 +19,9 @@ from core.evaluation.splits import SPLITS
 from core.features.blocks import extract_features
 from core.io.datasets import binary_subset, load_dataset, summarize
 from core.labels import LABEL_COVID
-from core.learn.artifacts import save_artifacts
+from core.learn.artifacts import ORIENTATION_FILE, SEVERITY_FILE, save_artifacts
 from core.learn.flag import FlagRule
+from core.learn.orientation import fit_orientation_check
 from core.learn.training import data_fingerprint, fit_final_models
 from core.paths import portable_path
 from core.progress import Progress
@@ -127,12 +128,15 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
                                             target_sensitivity=target_sensitivity, random_state=random_state,
                                             n_jobs=n_jobs, progress=lambda f, m: say(0.3 + 0.3 * f, m))
     say(0.6, "severity model (corona score)")
+    every_image = load_dataset(data_dir).table  # all findings: the severity model and the orientation check
     try:  # every labelled image (other findings too) feeds the severity model; it needs the expert scores
-        severity_model, severity = fit_severity_model(load_dataset(data_dir).table, n_jobs=n_jobs,
-                                                      random_state=random_state)
-        artifacts["severity.joblib"] = severity_model
+        severity_model, severity = fit_severity_model(every_image, n_jobs=n_jobs, random_state=random_state)
+        artifacts[SEVERITY_FILE] = severity_model
     except ValueError as exc:  # e.g. a data set without expert scores: the classifiers are still saved
         severity = {"error": str(exc)}
+    say(0.62, "orientation check (every film upright and turned each wrong way)")
+    artifacts[ORIENTATION_FILE], orientation = fit_orientation_check(every_image["path"], n_jobs=n_jobs,
+                                                                     random_state=random_state)
     evaluations, side_files = {}, {}
     for index, split in enumerate(evaluate_splits):
         if split == "patient" and not matrix.has_patient_ids or split == "source" and matrix.sources is None:
@@ -161,6 +165,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
         "consensus": consensus,
         "evaluation": evaluations,
         "severity": severity,
+        "orientation": orientation,
     }
     out_dir = save_artifacts(out_dir, artifacts, report, side_files)
     say(1.0, "saved")

@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
-from core.learn.artifacts import model_file_name
+from core.learn.artifacts import CONSENSUS_FILE, model_file_name
 from core.learn.consensus import ConsensusCalibrator, OutOfDistributionDetector
 from core.learn.flag import FlagRule
 from core.learn.models import MODEL_NAMES, make_pipeline
@@ -80,7 +80,7 @@ def fit_final_models(X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, *, pres
     detector = OutOfDistributionDetector(random_state=random_state).fit(X.to_numpy())
     medians = X.median(numeric_only=True)
     artifacts = {model_file_name(name): model for name, model in models.items()}
-    artifacts["consensus.joblib"] = {"calibrator": calibrator, "threshold": flag_rule.threshold, "detector": detector,
+    artifacts[CONSENSUS_FILE] = {"calibrator": calibrator, "threshold": flag_rule.threshold, "detector": detector,
                                      "feature_medians": medians}
     summary = {
         "method": "mean of the four P(COVID-19), Platt-scaled on patient-grouped 5-fold out-of-fold predictions",

@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 
 from core.worklist.migration_4 import migration_4_review, review_audit_columns, review_case_columns
+from core.worklist.sqlite import SQLITE_INTEGRITY_TRIGGERS, sqlite_file_path
 
 STATUSES = ("new", "under review", "quarantine follow-up", "cleared")
 
@@ -211,13 +212,16 @@ def create_worklist_engine(url: str, *, echo: bool = False) -> Engine:
         return create_engine(url, echo=echo, pool_pre_ping=True)
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
-    if not in_memory:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    read_only = parsed.query.get("mode") == "ro"
+    if not in_memory and not read_only:
+        sqlite_file_path(url).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
     def _configure_sqlite(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (begin hook below)
+        if read_only:  # nothing to journal; the foreign-key pragma is only about writes
+            return
         cursor = dbapi_connection.cursor()
         journal_mode = cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if journal_mode.lower() != "wal" and not in_memory:
@@ -354,33 +358,11 @@ def _migration_2_model_version(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_audit_events_case_id ON audit_events (case_id)")
 
 
-_NO_OVERWRITE_MESSAGE = f"{_APPEND_ONLY_MESSAGE}: REPLACE or INSERT over an existing event refused"
-
-# Triggers fire on every connection, whatever its pragmas: another program opening the SQLite file (foreign keys
-# are off by default outside this store) can no more rewrite the trail or orphan it than the store can.
-# REPLACE deletes the conflicting row without firing DELETE triggers, hence the BEFORE INSERT checks.
-_SQLITE_INTEGRITY_TRIGGERS = [
-    f"""CREATE TRIGGER audit_events_no_overwrite BEFORE INSERT ON audit_events
-        WHEN EXISTS (SELECT 1 FROM audit_events WHERE id = NEW.id
-                     OR (case_id = NEW.case_id AND case_version = NEW.case_version))
-        BEGIN SELECT RAISE(ABORT, '{_NO_OVERWRITE_MESSAGE}'); END""",
-    """CREATE TRIGGER audit_events_known_case BEFORE INSERT ON audit_events
-        WHEN NOT EXISTS (SELECT 1 FROM cases WHERE id = NEW.case_id)
-        BEGIN SELECT RAISE(ABORT, 'audit event for an unknown case refused'); END""",
-    """CREATE TRIGGER cases_no_replace BEFORE INSERT ON cases
-        WHEN EXISTS (SELECT 1 FROM cases WHERE id = NEW.id)
-        BEGIN SELECT RAISE(ABORT, 'cases: REPLACE or INSERT over an existing case refused'); END""",
-    """CREATE TRIGGER cases_keep_audited BEFORE DELETE ON cases
-        WHEN EXISTS (SELECT 1 FROM audit_events WHERE case_id = OLD.id)
-        BEGIN SELECT RAISE(ABORT, 'a case with an audit trail cannot be deleted'); END""",
-]
-
-
 def _migration_3_integrity(conn: Connection) -> None:
     """SQLite: the audit trail refuses REPLACE and orphans from any connection (PostgreSQL has no REPLACE, its
     ON CONFLICT DO UPDATE fires the UPDATE trigger, and it always enforces the foreign keys)."""
     if conn.dialect.name == "sqlite":
-        for statement in _SQLITE_INTEGRITY_TRIGGERS:
+        for statement in SQLITE_INTEGRITY_TRIGGERS:
             conn.exec_driver_sql(statement)
 
 
@@ -401,6 +383,9 @@ MIGRATIONS: tuple[Migration, ...] = (
               migration_4_review),
 )
 LATEST_SCHEMA_VERSION = MIGRATIONS[-1].version
+MIGRATIONS_NEEDED_TO_READ = frozenset({1, 2, 4})
+"""Migrations that create tables or columns the queries select: a database that cannot be written (so cannot be
+migrated) is still shown when these have been applied. A new migration adding a queried column joins this set."""
 
 
 def read_schema_version(conn: Connection) -> int:

@@ -31,9 +31,11 @@ from core.worklist.review_data import (
     zone_grades_json,
 )
 from core.worklist.schema import (
+    MIGRATIONS_NEEDED_TO_READ,
     STATUSES,
     ConflictError,
     WorklistError,
+    applied_migrations,
     audit_table,
     cases_table,
     check_note,
@@ -46,6 +48,7 @@ from core.worklist.schema import (
     utc_now_iso,
     validate_new_case,
 )
+from core.worklist.sqlite import read_only_sqlite_url
 
 __all__ = ["STATUSES", "NEXT_STATUSES", "WorklistError", "ConflictError", "WorklistStore",
            "default_database_url"]
@@ -123,20 +126,46 @@ class WorklistStore:
 
     def __init__(self, url: str | None = None, *, echo: bool = False) -> None:
         self.url = url if url is not None else default_database_url()
+        self.read_only: str | None = None  # why the database can only be viewed, when it cannot be written
         try:
             self.engine = create_worklist_engine(self.url, echo=echo)
         except exc.ArgumentError as error:
             raise WorklistError(f"not a usable database URL: {error}") from error
-        # Writes go through this view of the engine: on SQLite its transactions BEGIN IMMEDIATE.
-        self._write_engine = self.engine.execution_options(worklist_write=True)
+        except OSError as error:  # the SQLite file's folder cannot be created
+            raise WorklistError(f"cannot open the worklist database {self.url}: {error}") from error
         try:
             migrate(self.engine)
         except BaseException as error:
             self.engine.dispose()
-            if isinstance(error, exc.DBAPIError):
+            if not isinstance(error, exc.DBAPIError):
+                raise
+            if not self._open_read_only(error, echo):
                 raise WorklistError(f"cannot open the worklist database {self}: {error.orig}") \
                     from error
-            raise
+        # Writes go through this view of the engine: on SQLite its transactions BEGIN IMMEDIATE.
+        self._write_engine = self.engine.execution_options(worklist_write=True)
+
+    def _open_read_only(self, error: exc.DBAPIError, echo: bool) -> bool:
+        """After a write was refused while opening: view the SQLite file read-only if its schema allows."""
+        fallback = read_only_sqlite_url(self.url)
+        if fallback is None or not any(word in str(error.orig).lower() for word in ("readonly", "read-only",
+                                                                                   "unable to open")):
+            return False
+        self.engine = create_worklist_engine(fallback, echo=echo)
+        try:
+            with self._read() as conn:
+                missing = sorted(MIGRATIONS_NEEDED_TO_READ - applied_migrations(conn))
+        except WorklistError:
+            self.engine.dispose()
+            return False
+        if missing:
+            self.engine.dispose()
+            raise WorklistError(f"the worklist database {self} cannot be written ({error.orig}) and its schema "
+                                f"lacks migrations {missing} needed to read it; open it once where it can be "
+                                "written") from error
+        self.read_only = (f"the worklist database is read-only ({error.orig}): cases can be viewed, "
+                          "not changed")
+        return True
 
     def close(self) -> None:
         """Release every pooled connection (the store must not be used afterwards)."""
@@ -166,6 +195,8 @@ class WorklistStore:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back on any error."""
+        if self.read_only:
+            raise WorklistError(f"{self.read_only}; nothing was saved")
         try:
             with self._write_engine.begin() as conn:
                 yield conn
@@ -404,3 +435,8 @@ class WorklistStore:
         """The highest migration applied to this database."""
         with self._read() as conn:
             return read_schema_version(conn)
+
+    def applied_migrations(self) -> set[int]:
+        """Every migration applied to this database (there may be gaps: numbers are handed out in advance)."""
+        with self._read() as conn:
+            return applied_migrations(conn)

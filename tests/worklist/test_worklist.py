@@ -440,3 +440,18 @@ def test_database_newer_than_program_is_refused(store: WorklistStore) -> None:
         conn.execute(text("INSERT INTO schema_version VALUES (99, 'from the future', 'x')"))
     with pytest.raises(WorklistError, match="schema version 99, newer than this program"):
         WorklistStore(store.url)
+
+
+def test_a_read_only_worklist_can_still_be_viewed(tmp_path) -> None:
+    """A database that cannot be written (read-only file system, permissions, or opened read-only) is shown."""
+    path = tmp_path / "w.db"
+    engine = worklist_schema.create_worklist_engine(f"sqlite:///{path}")
+    # written by a release without migration 3 (which only adds triggers): it is still pending
+    migrate(engine, migrations=tuple(m for m in MIGRATIONS if m.version != 3))
+    engine.dispose()
+    url = f"sqlite:///file:{path.as_posix()}?mode=ro&uri=true"
+    with WorklistStore(url) as store:
+        assert store.read_only and "read-only" in store.read_only
+        assert store.cases().empty and 3 not in store.applied_migrations()
+        with pytest.raises(WorklistError, match="read-only.*nothing was saved"):
+            store.add_case(**case_fields())
