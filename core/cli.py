@@ -88,9 +88,11 @@ def cmd_features(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from core.evaluation.evaluate import format_table
-    from core.workflow import load_feature_matrix, run_evaluation
+    from core.workflow import check_data_set, check_options, load_feature_matrix, run_evaluation
 
     started = time.perf_counter()
+    check_options(repeats=args.repeats, train_size=args.train_size, select_k=args.select)  # before any image
+    check_data_set(args.data, split=args.split, test_source=args.test_source, train_size=args.train_size)
     with execution_backend(args.scheduler):
         matrix = load_feature_matrix(args.data, args.features or "both", n_jobs=args.n_jobs,
                                      cache_dir=_cache(args), progress=_progress_printer(args.quiet))

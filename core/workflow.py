@@ -21,6 +21,7 @@ from core.io.datasets import binary_subset, load_dataset, summarize
 from core.labels import LABEL_COVID
 from core.learn.artifacts import ORIENTATION_FILE, SEVERITY_FILE, save_artifacts
 from core.learn.flag import FlagRule
+from core.learn.models import check_enough_images
 from core.learn.orientation import fit_orientation_check
 from core.learn.training import data_fingerprint, fit_final_models
 from core.paths import portable_path
@@ -65,6 +66,43 @@ def load_feature_matrix(data_dir: str | os.PathLike, feature_set: str = "both", 
     return FeatureMatrix(readable, X, y, features.table["sha256"].tolist(), features.errors, summarize(dataset))
 
 
+def check_options(*, repeats: int | None = None, train_size: float | None = None, select_k: int | None = None,
+                  target_sensitivity: float | None = None) -> None:
+    """Refuse option values that make no sense, before any image is read (``ValueError`` naming the option)."""
+    problems = []
+    if repeats is not None and repeats < 1:
+        problems.append(f"--repeats must be at least 1, got {repeats}")
+    if train_size is not None and not 0 < train_size < 1:
+        problems.append(f"--train-size must be between 0 and 1 (the share of images that trains), got {train_size}")
+    if select_k is not None and select_k < 1:
+        problems.append(f"--select must be at least 1 (the number of features kept), got {select_k}")
+    if target_sensitivity is not None and not 0 < target_sensitivity <= 1:
+        problems.append(f"--target-sensitivity must be in (0, 1], got {target_sensitivity}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def check_data_set(data_dir: str | os.PathLike, *, split: str | None = None, test_source: str | None = None,
+                   train_size: float = 0.8) -> None:
+    """Refuse, from the manifest alone (before any feature is computed), a data set too small for the models or
+    a split it cannot make: no patient ids for ``patient``, no source or no usable held-out source for ``source``."""
+    table, y = binary_subset(load_dataset(data_dir))
+    known = bool(table["patient_known"].any())
+    patients = table["patient_id"].to_numpy() if known else None
+    split = split or ("patient" if known else "random")
+    if split == "patient" and not known:
+        raise ValueError("--split patient needs patient ids (manifest column patient_id); use --split random")
+    check_enough_images(y, patients, train_size=train_size, where=str(data_dir))
+    if split == "source":
+        if "origin_dataset" not in table:
+            raise ValueError("--split source needs the manifest column origin_dataset")
+        sources = table["origin_dataset"].fillna("unknown").to_numpy()
+        held_out = choose_test_source(sources, y, test_source)
+        training = sources != held_out
+        check_enough_images(y[training], None if patients is None else patients[training], train_size=0.99,
+                            where=f"{data_dir} without the held-out source {held_out!r}")
+
+
 def choose_test_source(sources: np.ndarray, y: np.ndarray, test_source: str | None) -> str:
     """The one source named (case-insensitive part of its name) that holds both labels.
 
@@ -98,6 +136,7 @@ def run_evaluation(matrix: FeatureMatrix, *, split: str | None = None, test_sour
 
     ``split`` defaults to ``patient`` when the data set has patient ids, else ``random``.
     """
+    check_options(repeats=repeats, train_size=train_size, select_k=select_k)
     split = split or ("patient" if matrix.has_patient_ids else "random")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -121,6 +160,8 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
           repeats: int = 10, random_state: int = 42, n_jobs: int = -1, cache_dir: str | os.PathLike | None = None,
           evaluate_splits: tuple[str, ...] = SPLITS, progress: Progress | None = None) -> dict:
     """Fit, calibrate, evaluate and save the four models; returns the report written to ``report.json``."""
+    check_options(repeats=repeats, select_k=select_k, target_sensitivity=target_sensitivity)
+    check_data_set(data_dir, split="random")  # before any feature: enough images of each label to fit at all
     say = progress or (lambda fraction, message: None)
     matrix = load_feature_matrix(data_dir, feature_set, n_jobs=n_jobs, cache_dir=cache_dir,
                                  progress=lambda f, m: say(0.3 * f, m))

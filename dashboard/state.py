@@ -107,9 +107,8 @@ def _cached_store(url: str) -> WorklistStore:
 
 def open_worklist() -> WorklistStore | None:
     """The worklist store for ``$CXR_WORKLIST_URL`` (or the default SQLite file); None after showing why not."""
-    url = default_database_url()
-    try:
-        return _cached_store(url)
+    try:  # the default URL creates the app's data folder, which may not be writable
+        return _cached_store(default_database_url())
     except WorklistError as exc:
         st.error(f"The worklist database cannot be opened: {exc}")
     except Exception as exc:  # e.g. PostgreSQL unreachable: SQLAlchemy's OperationalError

@@ -16,7 +16,7 @@ from core.io.datasets import DatasetError
 from core.evaluation.consensus import with_consensus
 from core.learn.artifacts import ModelLoadError, read_report
 from core.paths import default_cache_dir, default_data_dir, default_models_dir
-from core.workflow import load_feature_matrix, run_evaluation
+from core.workflow import check_data_set, load_feature_matrix, run_evaluation
 from dashboard import charts
 from dashboard.state import CUSTOM_RUNS_KEY, STAGE_LABELS, choose_report, load_model
 
@@ -43,6 +43,7 @@ def run_comparison(parameters: tuple, progress) -> EvaluationReport:
     done = finished_evaluations()
     if parameters not in done:
         data_dir, feature_set, select_k, split, repeats, test_source = parameters
+        check_data_set(data_dir, split=split, test_source=test_source or None)  # before features: seconds, not minutes
         matrix = load_feature_matrix(data_dir, feature_set, n_jobs=-1, cache_dir=default_cache_dir(),
                                      progress=lambda fraction, message: progress(0.5 * fraction, message))
         report = run_evaluation(matrix, split=split, test_source=test_source or None, repeats=repeats,

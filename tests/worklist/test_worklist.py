@@ -223,6 +223,22 @@ def test_export_csv(store: WorklistStore) -> None:
     assert list(trail["action"]) == ["created", "created"] and list(trail["case"]) == [1, 2]
 
 
+@pytest.mark.parametrize("note", [" =1+1", "\u200b=HYPERLINK(\"http://x\")", "\u00a0@SUM(A1)", "\n-2+3",
+                                  "\ufeff+1", "\u3000=1", "\uff1d1+1"])
+def test_export_csv_neutralises_formulas_behind_blanks_and_invisible_characters(store: WorklistStore,
+                                                                                 note: str) -> None:
+    store.add_case(**case_fields(note=note))
+    exported = pd.read_csv(io.StringIO(store.export_csv()), keep_default_na=False)
+    assert exported["note"].iloc[0] == "'" + note
+
+
+def test_export_csv_leaves_ordinary_text_alone(store: WorklistStore) -> None:
+    store.add_case(**case_fields(note="bilateral opacities, -2 vs last week", patient_id="P-7"))
+    exported = pd.read_csv(io.StringIO(store.export_csv()), keep_default_na=False)
+    assert (exported["note"].iloc[0], exported["patient id"].iloc[0]) == ("bilateral opacities, -2 vs last week",
+                                                                         "P-7")
+
+
 def test_patient_series_is_chronological(store: WorklistStore) -> None:
     added = {
         "late": store.add_case(**case_fields(study_date="2020-03-20", offset_days=6.0)),
