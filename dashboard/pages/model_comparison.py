@@ -8,18 +8,18 @@ import math
 import pandas as pd
 import streamlit as st
 
+from core.evaluation.consensus import with_consensus
 from core.evaluation.evaluate import EvaluationReport
 from core.evaluation.metrics import METRICS
 from core.evaluation.splits import SPLITS
 from core.features.blocks import FEATURE_SETS
 from core.io.datasets import DatasetError
-from core.evaluation.consensus import with_consensus
 from core.learn.artifacts import ModelLoadError, read_report
 from core.paths import default_cache_dir, default_data_dir, default_models_dir
 from core.workflow import check_data_set, load_feature_matrix, run_evaluation
 from dashboard import charts
 from dashboard.state import CUSTOM_RUNS_KEY, STAGE_LABELS, choose_report, load_model
-
+from dashboard.text import plain
 
 MAX_KEPT_RUNS = 16
 # What a reader sees instead of the metric's short name; Recall is the same number as Sensitivity.
@@ -152,7 +152,7 @@ def evaluation_form() -> None:
                                                                                     text=message))
     except (DatasetError, ValueError, OSError) as exc:
         bar.empty()
-        st.error(f"The evaluation could not run: {exc}")
+        st.error(f"The evaluation could not run: {plain(exc)}")
         return
     bar.empty()
     label = f"{split} split, {feature_set} features, k={parameters[2]}, {repeats} repeats ({parameters[0]})"
@@ -169,7 +169,7 @@ with run_tab:
     evaluation_form()
     last = st.session_state.get("comparison_last_run")
     if last:
-        st.success(f"Finished: {last}")
+        st.success(f"Finished: {plain(last)}")
         show_report(st.session_state[CUSTOM_RUNS_KEY][last], key="comparison_run")
 with saved_tab:
     chosen = choose_report("comparison_report")
