@@ -73,8 +73,11 @@ class OrientationCheck(ClassifierMixin, BaseEstimator):
 
     def assess(self, pixels: np.ndarray) -> OrientationVerdict:
         """Refusal, warning or neither for one image (float (H, W) in [0, 1], MONOCHROME2)."""
-        probabilities = dict(zip(map(str, self.classes_), map(float, self.predict_proba(
-            orientation_thumbnail(pixels))[0])))
+        return self.assess_thumbnail(orientation_thumbnail(pixels))
+
+    def assess_thumbnail(self, thumbnail: np.ndarray) -> OrientationVerdict:
+        """:meth:`assess` of an image whose orientation thumbnail is already made."""
+        probabilities = dict(zip(map(str, self.classes_), map(float, self.predict_proba(thumbnail)[0])))
         wrong = {name: p for name, p in probabilities.items() if name not in (UPRIGHT, MIRRORED)}
         likeliest = max(wrong, key=wrong.get)
         misoriented = sum(wrong.values())

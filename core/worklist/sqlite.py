@@ -35,9 +35,14 @@ def sqlite_file_path(url: str) -> Path:
     return Path(database[5:] if database.startswith("file:") else database).expanduser()
 
 
-def read_only_sqlite_url(url: str) -> str | None:
-    """A URL that reads the same SQLite file without ever writing (immutable: no journal, no lock files), or
-    None for other databases. Reading a WAL database in a folder that cannot be written needs exactly this."""
+def read_only_sqlite_urls(url: str) -> list[str]:
+    """URLs that read the same SQLite file without writing it, best first (none for other databases).
+
+    ``mode=ro`` still reads the write-ahead log; it needs the ``-shm`` file (or a folder it can be created in).
+    ``immutable=1`` needs nothing but the file: what a read-only folder leaves, at the price of ignoring changes
+    still in the ``-wal`` file.
+    """
     if make_url(url).get_backend_name() != "sqlite":
-        return None
-    return f"sqlite:///file:{sqlite_file_path(url).resolve().as_posix()}?mode=ro&immutable=1&uri=true"
+        return []
+    path = sqlite_file_path(url).resolve().as_posix()
+    return [f"sqlite:///file:{path}?mode=ro&uri=true", f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true"]

@@ -48,7 +48,7 @@ from core.worklist.schema import (
     utc_now_iso,
     validate_new_case,
 )
-from core.worklist.sqlite import read_only_sqlite_url
+from core.worklist.sqlite import read_only_sqlite_urls, sqlite_file_path
 
 __all__ = ["STATUSES", "NEXT_STATUSES", "WorklistError", "ConflictError", "WorklistStore",
            "default_database_url"]
@@ -147,16 +147,17 @@ class WorklistStore:
 
     def _open_read_only(self, error: exc.DBAPIError, echo: bool) -> bool:
         """After a write was refused while opening: view the SQLite file read-only if its schema allows."""
-        fallback = read_only_sqlite_url(self.url)
-        if fallback is None or not any(word in str(error.orig).lower() for word in ("readonly", "read-only",
-                                                                                   "unable to open")):
+        if not any(word in str(error.orig).lower() for word in ("readonly", "read-only", "unable to open")):
             return False
-        self.engine = create_worklist_engine(fallback, echo=echo)
-        try:
-            with self._read() as conn:
-                missing = sorted(MIGRATIONS_NEEDED_TO_READ - applied_migrations(conn))
-        except WorklistError:
-            self.engine.dispose()
+        for fallback in read_only_sqlite_urls(self.url):
+            self.engine = create_worklist_engine(fallback, echo=echo)
+            try:
+                with self._read() as conn:
+                    missing = sorted(MIGRATIONS_NEEDED_TO_READ - applied_migrations(conn))
+                break
+            except WorklistError:
+                self.engine.dispose()
+        else:
             return False
         if missing:
             self.engine.dispose()
@@ -165,6 +166,9 @@ class WorklistStore:
                                 "written") from error
         self.read_only = (f"the worklist database is read-only ({error.orig}): cases can be viewed, "
                           "not changed")
+        wal = sqlite_file_path(self.url).with_name(sqlite_file_path(self.url).name + "-wal")
+        if "immutable=1" in fallback and wal.is_file() and wal.stat().st_size:
+            self.read_only += "; changes still in its -wal file are not shown"
         return True
 
     def close(self) -> None:

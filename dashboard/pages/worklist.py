@@ -188,6 +188,8 @@ st.title("Worklist")
 store = open_worklist()
 if store is None:
     st.stop()
+if store.read_only:
+    st.warning(plain(store.read_only) + ". Status changes and grade corrections cannot be saved here.")
 if message := st.session_state.pop("worklist_message", None):
     st.success(message)
 cases = filtered_cases(store)
