@@ -108,23 +108,26 @@ def _children(pid: int) -> list[int]:
 
 
 def run_measured(command: list[str], env: dict) -> tuple[float, float, float, list[str]]:
-    """(seconds, main process peak MB, largest descendant peak MB, output lines) of one run; the main
-    process's peak is exact (``wait4``'s ``ru_maxrss``), the descendants' their last polled ``VmHWM``."""
+    """(seconds, main process peak MB, largest descendant peak MB, output lines) of one run: each process's last
+    polled ``VmHWM`` (the kernel's high-water mark of its own memory since its ``exec``; ``ru_maxrss`` would
+    include what this script's own memory was when it forked)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     descendants: dict[int, int] = {}
+    main_peak = 0
     while True:
+        main_peak = max(main_peak, _vmhwm_kb(process.pid) or 0)
         for child in _children(process.pid):
             peak = _vmhwm_kb(child)
             if peak:
                 descendants[child] = max(descendants.get(child, 0), peak)
-        finished, status, usage = os.wait4(process.pid, os.WNOHANG)
+        finished, status, _ = os.wait4(process.pid, os.WNOHANG)
         if finished:
             break
         time.sleep(0.02)
     process.returncode = os.waitstatus_to_exitcode(status)
     lines = process.stdout.read().strip().splitlines()
-    return (time.perf_counter() - started, usage.ru_maxrss / 1024, max(descendants.values(), default=0) / 1024,
+    return (time.perf_counter() - started, main_peak / 1024, max(descendants.values(), default=0) / 1024,
             lines)
 
 

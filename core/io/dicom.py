@@ -129,8 +129,7 @@ def _first_frame(dataset: Dataset, data: bytes, source: str, n_frames: int) -> n
         plugins = list(get_decoder(syntax).available_plugins) if syntax.is_compressed else [""]
         if syntax in _JPEG_8BIT and int(dataset.get("BitsStored", 8)) <= 8:
             frame_bytes = next(generate_frames(dataset.PixelData, number_of_frames=n_frames))
-            problem = jpeg.decoder_warning(frame_bytes, int(dataset.Columns), int(dataset.Rows),
-                                           int(dataset.get("SamplesPerPixel", 1)))
+            problem = jpeg.frame_warning(frame_bytes)
             if problem is not None:
                 raise ImageReadError(source, f"corrupt JPEG data in the DICOM pixel data: {problem}")
         failures = []

@@ -222,16 +222,16 @@ def _decode_pillow(data: bytes, source: str) -> tuple[np.ndarray, str, dict, lis
                 raise ImageReadError(source, f"corrupt JPEG data: {problem}")
         notes: list[str] = []
         try:
-            n_frames = int(getattr(image, "n_frames", 1))
-            if image_format == "PNG":  # chunk CRCs and the IEND marker: a cut or damaged PNG can still inflate
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS was checked above
+                n_frames = int(getattr(image, "n_frames", 1))
+                if image_format == "PNG":  # chunk CRCs and the IEND marker: a cut or damaged PNG can still inflate
                     with Image.open(io.BytesIO(data), formats=("PNG",)) as check:
                         check.verify()
-            factor = reduction_factor(*image.size)
-            if image_format == "JPEG" and factor > 1:  # scaled in the DCT: the full size is never decoded
-                image.draft(image.mode, (-(-image.size[0] // factor), -(-image.size[1] // factor)))
-            image.load()  # decode now, so truncation surfaces here and not in a later module
+                factor = reduction_factor(*image.size)
+                if image_format == "JPEG" and factor > 1:  # scaled in the DCT: the full size is never decoded
+                    image.draft(image.mode, (-(-image.size[0] // factor), -(-image.size[1] // factor)))
+                image.load()  # decode now, so truncation surfaces here and not in a later module
         except Exception as err:
             raise _decoding_error(source, image_format, err) from err
         if n_frames > 1:

@@ -10,14 +10,21 @@ worker process (:mod:`core.io.isolated`: a damaged stream can make GDCM abort), 
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
+import warnings
 
 from core.io.isolated import WorkerCrashed, run_isolated
 
 # libjpeg's warnings about damaged data (jerror.h: JWRN_HIT_MARKER, JWRN_EXTRANEOUS_DATA, JWRN_JPEG_EOF,
 # JWRN_HUFF_BAD_CODE, JWRN_MUST_RESYNC, JWRN_ARITH_BAD_CODE, JWRN_BOGUS_PROGRESSION, JWRN_NOT_SEQUENTIAL).
+MAX_CHECKED_SAMPLES = 100_000_000
+"""Largest JPEG the corruption check decodes, in samples (pixels x colour components). GDCM decodes the whole
+frame, about 4 bytes per sample: 100 M samples (a 100-Mpx grayscale or a 33-Mpx colour JPEG) keep its worker under
+about 0.45 GB. A larger colour JPEG is refused rather than scored unchecked."""
+
 _CORRUPTION = re.compile(r"^(Corrupt JPEG data:.*|Premature end of JPEG file|Inconsistent progression sequence.*"
                          r"|Invalid SOS parameters for sequential JPEG)$", re.MULTILINE)
 
@@ -41,12 +48,29 @@ def decoder_warning(data: bytes, width: int, height: int, components: int) -> st
         crashed on the stream. None when libjpeg decoded it without such a warning, or when GDCM does not handle
         this kind of JPEG.
     """
+    if width * height * components > MAX_CHECKED_SAMPLES:
+        return (f"too large to check for corrupt data ({width}x{height} pixels x {components} colour components "
+                f"exceeds {MAX_CHECKED_SAMPLES:,} samples); save the film as a grayscale JPEG or a PNG")
     try:
         printed = run_isolated(libjpeg_output, data, width, height, components)
     except WorkerCrashed as err:
         return f"the decoder crashed on it ({err})"
     found = _CORRUPTION.search(printed)
     return f'the decoder reports "{found.group(0).strip()}"' if found else None
+
+
+def frame_warning(data: bytes) -> str | None:
+    """:func:`decoder_warning` of a JPEG stream at the size its own frame header declares (None: no header)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():  # the size limits are checked by the caller, not by Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=("JPEG",)) as header:  # the header only: nothing decoded
+                width, height, components = *header.size, len(header.getbands())
+    except Exception:  # no readable frame header: the decoder that follows says so
+        return None
+    return decoder_warning(data, width, height, components)
 
 
 def libjpeg_output(data: bytes, width: int, height: int, components: int) -> str:
@@ -59,14 +83,14 @@ def libjpeg_output(data: bytes, width: int, height: int, components: int) -> str
         _wrap_in_dicom(data, width, height, components).save_as(path, enforce_file_format=True)
         saved = os.dup(2)
         os.dup2(printed.fileno(), 2)
-        try:
-            reader = gdcm.ImageReader()
+        try:  # ask for the last row only: libjpeg decodes every scan to reach it, GDCM copies one row out
+            reader = gdcm.ImageRegionReader()
             reader.SetFileName(path)
-            if reader.Read():
-                change = gdcm.ImageChangeTransferSyntax()
-                change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.ExplicitVRLittleEndian))
-                change.SetInput(reader.GetImage())
-                change.Change()
+            if reader.ReadInformation():
+                last_row = gdcm.BoxRegion()
+                last_row.SetDomain(0, width - 1, height - 1, height - 1, 0, 0)
+                reader.SetRegion(last_row)
+                reader.ReadIntoBuffer(bytearray(reader.ComputeBufferLength()))
         finally:
             os.dup2(saved, 2)
             os.close(saved)

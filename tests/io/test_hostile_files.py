@@ -229,3 +229,14 @@ def test_the_jpeg_check_does_not_lose_other_output_on_stderr(chest_jpeg: bytes, 
         thread.join()
     err = capfd.readouterr().err
     assert "other thread" in err and "Corrupt JPEG data" not in err
+
+
+def test_a_jpeg_too_large_to_check_is_refused_not_scored_unchecked(monkeypatch, chest_jpeg: bytes):
+    from core.io import jpeg
+
+    width, height = Image.open(io.BytesIO(chest_jpeg)).size
+    monkeypatch.setattr(jpeg, "MAX_CHECKED_SAMPLES", width * height * 2)  # the grey film fits, in colour it would not
+    read_image(chest_jpeg, name="grey.jpg")
+    colour = encoded(Image.open(io.BytesIO(chest_jpeg)).convert("RGB"), "JPEG")
+    err = _read_error(colour, name="colour.jpg")
+    assert "too large to check for corrupt data" in err.reason and "grayscale JPEG or a PNG" in err.reason
