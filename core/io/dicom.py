@@ -131,7 +131,7 @@ def _first_frame(dataset: Dataset, data: bytes, source: str, n_frames: int) -> n
             frame_bytes = next(generate_frames(dataset.PixelData, number_of_frames=n_frames))
             problem = jpeg.frame_warning(frame_bytes)
             if problem is not None:
-                raise ImageReadError(source, f"corrupt JPEG data in the DICOM pixel data: {problem}")
+                raise ImageReadError(source, f"{problem} (the DICOM's JPEG-compressed pixel data)")
         failures = []
         for plugin in (p for p in plugins if p != "gdcm"):
             try:

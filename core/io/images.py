@@ -219,7 +219,7 @@ def _decode_pillow(data: bytes, source: str) -> tuple[np.ndarray, str, dict, lis
         if image_format == "JPEG":  # Pillow hides libjpeg's warnings: a patched header decodes to garbage
             problem = jpeg.decoder_warning(data, *image.size, components=len(image.getbands()))
             if problem is not None:
-                raise ImageReadError(source, f"corrupt JPEG data: {problem}")
+                raise ImageReadError(source, problem)
         notes: list[str] = []
         try:
             with warnings.catch_warnings():

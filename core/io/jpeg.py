@@ -30,7 +30,7 @@ _CORRUPTION = re.compile(r"^(Corrupt JPEG data:.*|Premature end of JPEG file|Inc
 
 
 def decoder_warning(data: bytes, width: int, height: int, components: int) -> str | None:
-    """The first libjpeg warning about corrupt or truncated data while decoding ``data``, or None.
+    """Why the JPEG stream must be refused (libjpeg reports corrupt or truncated data, ...), or None.
 
     Parameters
     ----------
@@ -44,19 +44,19 @@ def decoder_warning(data: bytes, width: int, height: int, components: int) -> st
     Returns
     -------
     str or None
-        e.g. ``'the decoder reports "Corrupt JPEG data: premature end of data segment"'``, or that the decoder
-        crashed on the stream. None when libjpeg decoded it without such a warning, or when GDCM does not handle
-        this kind of JPEG.
+        The reason to refuse the file, e.g. ``'corrupt JPEG data: the decoder reports "Corrupt JPEG data: premature
+        end of data segment"'``, that the decoder crashed on it, or that it is too large to check. None when
+        libjpeg decoded it without such a warning, or when GDCM does not handle this kind of JPEG.
     """
     if width * height * components > MAX_CHECKED_SAMPLES:
-        return (f"too large to check for corrupt data ({width}x{height} pixels x {components} colour components "
-                f"exceeds {MAX_CHECKED_SAMPLES:,} samples); save the film as a grayscale JPEG or a PNG")
+        return (f"JPEG too large to check for corrupt data ({width}x{height} pixels x {components} colour "
+                f"components exceeds {MAX_CHECKED_SAMPLES:,} samples); save the film as a grayscale JPEG or a PNG")
     try:
         printed = run_isolated(libjpeg_output, data, width, height, components)
     except WorkerCrashed as err:
-        return f"the decoder crashed on it ({err})"
+        return f"corrupt JPEG data: the decoder crashed on it ({err})"
     found = _CORRUPTION.search(printed)
-    return f'the decoder reports "{found.group(0).strip()}"' if found else None
+    return f'corrupt JPEG data: the decoder reports "{found.group(0).strip()}"' if found else None
 
 
 def frame_warning(data: bytes) -> str | None:
