@@ -1,7 +1,7 @@
 """Peak memory of reading and scoring one hostile-but-accepted file, in the CLI and in the dashboard (issue 13).
 
 Builds small files that declare the largest images the reader accepts (9999 x 9986 = 99.85 Mpx, just under the
-100 Mpx cap; a DICOM at the 128 MiB byte cap), then for each:
+100 Mpx cap; a DICOM at the 64 MiB byte cap), then for each:
 
 - CLI: ``python -m core predict FILE --json`` in a fresh process;
 - app: the Review page in Streamlit's AppTest (the page script a browser session runs, in a fresh process), one
@@ -60,6 +60,7 @@ KINDS = {  # kind: (file name, MIME type, how to build it)
     "png-rgb": ("rgb.png", "image/png", lambda path: chest(SIDE, "RGB").save(path, optimize=True)),
     "png-16bit": ("deep.png", "image/png",
                   lambda path: chest(SIDE).convert("I").point(lambda v: v * 257).convert("I;16").save(path)),
+    "jpeg-gray": ("gray.jpg", "image/jpeg", lambda path: chest(SIDE).save(path, quality=90)),
     "jpeg-rgb": ("rgb.jpg", "image/jpeg", lambda path: chest(SIDE, "RGB").save(path, quality=90)),
     "tiff-float": ("float.tif", "image/tiff",
                    lambda path: chest(SIDE).convert("F").save(path, compression="tiff_adobe_deflate")),
@@ -68,7 +69,7 @@ KINDS = {  # kind: (file name, MIME type, how to build it)
 
 
 def dicom_at_byte_cap(path: Path) -> Path:
-    """Uncompressed 16-bit DICOM as large as the byte cap allows (128 MiB: about 67 Mpx)."""
+    """Uncompressed 16-bit DICOM as large as the byte cap allows (64 MiB: about 33 Mpx)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 

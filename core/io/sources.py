@@ -14,9 +14,10 @@ from typing import BinaryIO
 
 from core.io.pixels import ImageReadError, describe_error
 
-MAX_FILE_BYTES = 128 * 2**20
-"""Largest file read, in bytes (128 MiB). A single-frame chest radiograph is at most ~40 MB even as uncompressed
-16-bit DICOM; the dashboard's upload limit (``.streamlit/config.toml``) is lower still."""
+MAX_FILE_BYTES = 64 * 2**20
+"""Largest file read, in bytes (64 MiB). A single-frame chest radiograph is at most ~40 MB even as uncompressed
+16-bit DICOM (4300 x 4300 pixels); a DICOM at this limit peaks near 0.5 GB in ``predict``. The dashboard's upload
+limit (``.streamlit/config.toml``, 50 MB) is lower still."""
 
 _NOT_REGULAR = ((stat.S_ISDIR, "is a directory, not an image file"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
