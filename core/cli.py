@@ -111,6 +111,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from core.learn.artifacts import FINGERPRINT_ENV, models_fingerprint
     from core.workflow import train
 
     with execution_backend(args.scheduler):
@@ -121,6 +122,7 @@ def cmd_train(args) -> int:
     print(f"saved to {args.out}: threshold {consensus['threshold']:.3f} "
           f"(out-of-fold sensitivity {consensus['out_of_fold']['sensitivity']:.3f}, "
           f"specificity {consensus['out_of_fold']['specificity']:.3f}, AUC {consensus['out_of_fold']['AUC']:.3f})")
+    print(f"fingerprint {models_fingerprint(args.out)} (pin it outside the folder: {FINGERPRINT_ENV}=...)")
     return 0
 
 

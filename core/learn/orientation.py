@@ -83,7 +83,7 @@ class OrientationCheck(ClassifierMixin, BaseEstimator):
         misoriented = sum(wrong.values())
         if misoriented > self.refuse_above:
             return OrientationVerdict(probabilities, refusal=(
-                f"the film looks {likeliest} (orientation check {misoriented:.1%} sure it is not upright); "
+                f"the film looks {likeliest} (orientation check: {misoriented:.1%} sure it is not upright); "
                 "turn it upright and load it again"))
         if misoriented > self.warn_above:
             return OrientationVerdict(probabilities, warning=(
