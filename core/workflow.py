@@ -19,7 +19,7 @@ from core.evaluation.splits import SPLITS
 from core.features.blocks import extract_features
 from core.io.datasets import binary_subset, load_dataset, summarize
 from core.labels import LABEL_COVID
-from core.learn.artifacts import ORIENTATION_FILE, SEVERITY_FILE, save_artifacts
+from core.learn.artifacts import CONSENSUS_FILE, ORIENTATION_FILE, SEVERITY_FILE, save_artifacts
 from core.learn.flag import FlagRule
 from core.learn.models import check_enough_images
 from core.learn.orientation import fit_orientation_check
@@ -190,7 +190,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
             evaluations[split] = {"error": str(exc)}
             continue
         # the consensus at the saved threshold: the operating point the app flags with
-        report = with_consensus(report, artifacts["consensus.joblib"]["calibrator"], FlagRule.from_dict(consensus))
+        report = with_consensus(report, artifacts[CONSENSUS_FILE]["calibrator"], FlagRule.from_dict(consensus))
         side_files[evaluation_file_name(split)] = json.dumps(report.to_dict())
         evaluations[split] = report.summary_json()
     report = {
