@@ -23,10 +23,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's core, not an installed one
 
-from core.features.orientation import MISORIENTATIONS, UPRIGHT  # noqa: E402
-from core.io.datasets import load_dataset  # noqa: E402
-from core.learn.orientation import OrientationCheck, orientation_training_set  # noqa: E402
-from core.paths import default_data_dir  # noqa: E402
+from core.features.orientation import MISORIENTATIONS, UPRIGHT
+from core.io.datasets import load_dataset
+from core.learn.orientation import OrientationCheck, orientation_training_set
+from core.paths import default_data_dir
 
 SMALL_SITE = 28  # films; smaller sites are pooled into one held-out group
 

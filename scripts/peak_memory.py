@@ -47,8 +47,9 @@ print("; ".join(map(str, shown))[:300])
 
 def chest(size: tuple[int, int], mode: str = "L") -> Image.Image:
     """A reference-like film: a real-looking layout at 512 px, upscaled with nearest neighbours (compresses well)."""
-    from core.paths import default_data_dir
     import pandas as pd
+
+    from core.paths import default_data_dir
 
     data = default_data_dir()
     name = pd.read_csv(data / "manifest.csv").query("label == 'COVID-19'")["file"].iloc[0]

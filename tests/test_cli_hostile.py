@@ -20,8 +20,8 @@ from core.paths import REPO_ROOT, default_models_dir
 
 
 def run(*args, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
+    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], check=False, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
 
 
 def assert_message_not_traceback(done: subprocess.CompletedProcess, code: int, *fragments: str) -> None:

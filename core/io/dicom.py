@@ -40,7 +40,6 @@ from pydicom.uid import (
 
 from core.io import jpeg
 from core.io.isolated import WorkerCrashed, run_isolated
-
 from core.io.pixels import (
     COLOUR_PHOTO_NOTE,
     ImageReadError,

@@ -24,6 +24,7 @@ import platform
 import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def save_artifacts(out_dir: str | os.PathLike, artifacts: dict, report: dict,
         for name, obj in artifacts.items():
             if not name.endswith(ARTIFACT_SUFFIX) or Path(name).name != name:
                 raise ValueError(f"artifact name {name!r} must be a plain file name ending in {ARTIFACT_SUFFIX}")
-            blob = sio.dumps(_storable(obj))
+            blob = sio.dumps(_storable(obj), compression=zipfile.ZIP_DEFLATED, compresslevel=6)
             untrusted = sorted(set(sio.get_untrusted_types(data=blob)) - set(TRUSTED_TYPES))
             if untrusted:
                 raise ValueError(f"{name} holds types outside core.learn.artifacts.TRUSTED_TYPES ({', '.join(untrusted)}); "

@@ -57,7 +57,7 @@ class OrientationCheck(ClassifierMixin, BaseEstimator):
         self.mirror_warn_above = mirror_warn_above
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: Sequence[str]) -> "OrientationCheck":
+    def fit(self, X: np.ndarray, y: Sequence[str]) -> OrientationCheck:
         """``X``: thumbnails (n, THUMBNAIL_SIDE ** 2); ``y``: ``UPRIGHT`` or a key of ``MISORIENTATIONS``."""
         self.pipeline_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=3000,
                                                                              random_state=self.random_state))
@@ -149,7 +149,7 @@ def fit_orientation_check(paths: Sequence[str | os.PathLike], *, n_jobs: int = 1
     """The orientation check fitted on ``paths`` and what the training report says about it."""
     X, y, index = orientation_training_set(paths, n_jobs=n_jobs)
     check = OrientationCheck(random_state=random_state).fit(X, y)
-    summary = {"n_images": int(len(np.unique(index))), "classes": [UPRIGHT, *MISORIENTATIONS],
+    summary = {"n_images": len(np.unique(index)), "classes": [UPRIGHT, *MISORIENTATIONS],
                "thresholds": {"refuse_above": check.refuse_above, "warn_above": check.warn_above,
                               "mirror_warn_above": check.mirror_warn_above},
                "method": "logistic regression on 32 x 32 thumbnails inside the film's borders, every film upright "

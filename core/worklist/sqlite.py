@@ -32,7 +32,7 @@ SQLITE_INTEGRITY_TRIGGERS = [
 def sqlite_file_path(url: str) -> Path:
     """The file of a SQLite URL, plain (``sqlite:///path``) or URI form (``sqlite:///file:path?mode=ro&uri=true``)."""
     database = make_url(url).database or ""
-    return Path(database[5:] if database.startswith("file:") else database).expanduser()
+    return Path(database.removeprefix("file:")).expanduser()
 
 
 def read_only_sqlite_urls(url: str) -> list[str]:

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Result, exc, select, update
 
 from core.paths import app_data_dir
 from core.worklist.export import defuse_csv_formulas, readable_audit, readable_cases
+from core.worklist.read_only import open_read_only
 from core.worklist.review_data import (
     check_identity_source,
     check_thumbnail,
@@ -31,7 +32,6 @@ from core.worklist.review_data import (
     zone_grades_json,
 )
 from core.worklist.schema import (
-    MIGRATIONS_NEEDED_TO_READ,
     STATUSES,
     ConflictError,
     WorklistError,
@@ -48,7 +48,6 @@ from core.worklist.schema import (
     utc_now_iso,
     validate_new_case,
 )
-from core.worklist.sqlite import read_only_sqlite_urls, sqlite_file_path
 
 __all__ = ["STATUSES", "NEXT_STATUSES", "WorklistError", "ConflictError", "WorklistStore",
            "default_database_url"]
@@ -139,37 +138,13 @@ class WorklistStore:
             self.engine.dispose()
             if not isinstance(error, exc.DBAPIError):
                 raise
-            if not self._open_read_only(error, echo):
+            viewer = open_read_only(self.url, error, echo=echo)
+            if viewer is None:
                 raise WorklistError(f"cannot open the worklist database {self}: {error.orig}") \
                     from error
+            self.engine, self.read_only = viewer
         # Writes go through this view of the engine: on SQLite its transactions BEGIN IMMEDIATE.
         self._write_engine = self.engine.execution_options(worklist_write=True)
-
-    def _open_read_only(self, error: exc.DBAPIError, echo: bool) -> bool:
-        """After a write was refused while opening: view the SQLite file read-only if its schema allows."""
-        if not any(word in str(error.orig).lower() for word in ("readonly", "read-only", "unable to open")):
-            return False
-        for fallback in read_only_sqlite_urls(self.url):
-            self.engine = create_worklist_engine(fallback, echo=echo)
-            try:
-                with self._read() as conn:
-                    missing = sorted(MIGRATIONS_NEEDED_TO_READ - applied_migrations(conn))
-                break
-            except WorklistError:
-                self.engine.dispose()
-        else:
-            return False
-        if missing:
-            self.engine.dispose()
-            raise WorklistError(f"the worklist database {self} cannot be written ({error.orig}) and its schema "
-                                f"lacks migrations {missing} needed to read it; open it once where it can be "
-                                "written") from error
-        self.read_only = (f"the worklist database is read-only ({error.orig}): cases can be viewed, "
-                          "not changed")
-        wal = sqlite_file_path(self.url).with_name(sqlite_file_path(self.url).name + "-wal")
-        if "immutable=1" in fallback and wal.is_file() and wal.stat().st_size:
-            self.read_only += "; changes still in its -wal file are not shown"
-        return True
 
     def close(self) -> None:
         """Release every pooled connection (the store must not be used afterwards)."""
