@@ -103,9 +103,11 @@ def format_per_site(report) -> str:
 
 def cmd_evaluate(args) -> int:
     from core.evaluation.evaluate import format_table
-    from core.workflow import load_feature_matrix, run_evaluation
+    from core.workflow import check_data_set, check_options, load_feature_matrix, run_evaluation
 
     started = time.perf_counter()
+    check_options(repeats=args.repeats, train_size=args.train_size, select_k=args.select)  # before any image
+    check_data_set(args.data, split=args.split, test_source=args.test_source, train_size=args.train_size)
     with execution_backend(args.scheduler):
         matrix = load_feature_matrix(args.data, args.features or "both", task=args.task, n_jobs=args.n_jobs,
                                      cache_dir=_cache(args), progress=_progress_printer(args.quiet))
@@ -126,6 +128,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from core.learn.artifacts import FINGERPRINT_ENV, models_fingerprint
     from core.workflow import train
 
     with execution_backend(args.scheduler):
@@ -136,6 +139,7 @@ def cmd_train(args) -> int:
     print(f"saved to {args.out}: recipe {report['recipe']}, threshold {consensus['threshold']:.3f} "
           f"(out-of-fold sensitivity {consensus['out_of_fold']['sensitivity']:.3f}, "
           f"specificity {consensus['out_of_fold']['specificity']:.3f}, AUC {consensus['out_of_fold']['AUC']:.3f})")
+    print(f"fingerprint {models_fingerprint(args.out)} (pin it outside the folder: {FINGERPRINT_ENV}=...)")
     return 0
 
 
@@ -210,10 +214,6 @@ def cmd_score(args) -> int:
 
     model = _load_triage_model(args.models, risk=False)
     if model is None:
-        return 2
-    if model.severity_model is None:
-        print(f"error: the models in {args.models} have no severity model (severity.joblib); retrain them with "
-              f"`python -m core train --data ../shared/data/cxr --out {args.models}`", file=sys.stderr)
         return 2
     records = [{"file": p.file, "error": p.error} if p.error else
                {"file": p.file, **p.severity, "warnings": p.warnings}

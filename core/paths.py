@@ -24,7 +24,13 @@ def app_data_dir() -> Path:
     """The app's writable folder (worklist DB, uploads, feature cache): ``$CXR_APP_DATA`` or ``./data``."""
     env = os.environ.get("CXR_APP_DATA")
     path = Path(env) if env else REPO_ROOT / "data"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # the caller's one-line error handler shows this, never a traceback
+        raise OSError(err.errno, f"the app's data folder {path} cannot be created ({err.strerror}); set "
+                                 "CXR_APP_DATA to a writable folder") from err
+    if not os.access(path, os.W_OK):
+        raise PermissionError(f"the app's data folder {path} is not writable; set CXR_APP_DATA to a writable folder")
     return path
 
 

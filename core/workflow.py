@@ -17,10 +17,11 @@ from core.evaluation.evaluate import EvaluationReport, evaluate
 from core.evaluation.sites import evaluate_sites
 from core.evaluation.splits import SPLITS
 from core.features.blocks import extract_features
-from core.io.datasets import DatasetError, load_dataset, summarize
+from core.io.datasets import DatasetError, binary_subset, load_dataset, summarize
 from core.labels import LABEL_COVID, LABEL_NORMAL, TRIAGE_CLASSES, task_classes, three_class_target, triage_class
-from core.learn.artifacts import save_artifacts
-from core.learn.models import RECIPES
+from core.learn.artifacts import ORIENTATION_FILE, SEVERITY_FILE, save_artifacts
+from core.learn.models import RECIPES, check_enough_images
+from core.learn.orientation import fit_orientation_check
 from core.learn.training import data_fingerprint, fit_final_models
 from core.paths import portable_path
 from core.progress import Progress
@@ -89,6 +90,43 @@ def load_feature_matrix(data_dir: str | os.PathLike, feature_set: str = "both", 
                          task)
 
 
+def check_options(*, repeats: int | None = None, train_size: float | None = None, select_k: int | None = None,
+                  target_sensitivity: float | None = None) -> None:
+    """Refuse option values that make no sense, before any image is read (``ValueError`` naming the option)."""
+    problems = []
+    if repeats is not None and repeats < 1:
+        problems.append(f"--repeats must be at least 1, got {repeats}")
+    if train_size is not None and not 0 < train_size < 1:
+        problems.append(f"--train-size must be between 0 and 1 (the share of images that trains), got {train_size}")
+    if select_k is not None and select_k < 1:
+        problems.append(f"--select must be at least 1 (the number of features kept), got {select_k}")
+    if target_sensitivity is not None and not 0 < target_sensitivity <= 1:
+        problems.append(f"--target-sensitivity must be in (0, 1], got {target_sensitivity}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def check_data_set(data_dir: str | os.PathLike, *, split: str | None = None, test_source: str | None = None,
+                   train_size: float = 0.8) -> None:
+    """Refuse, from the manifest alone (before any feature is computed), a data set too small for the models or
+    a split it cannot make: no patient ids for ``patient``, no source or no usable held-out source for ``source``."""
+    table, y = binary_subset(load_dataset(data_dir))
+    known = bool(table["patient_known"].any())
+    patients = table["patient_id"].to_numpy() if known else None
+    split = split or ("patient" if known else "random")
+    if split == "patient" and not known:
+        raise ValueError("--split patient needs patient ids (manifest column patient_id); use --split random")
+    check_enough_images(y, patients, train_size=train_size, where=str(data_dir))
+    if split == "source":
+        if "origin_dataset" not in table:
+            raise ValueError("--split source needs the manifest column origin_dataset")
+        sources = table["origin_dataset"].fillna("unknown").to_numpy()
+        held_out = choose_test_source(sources, y, test_source)
+        training = sources != held_out
+        check_enough_images(y[training], None if patients is None else patients[training], train_size=0.99,
+                            where=f"{data_dir} without the held-out source {held_out!r}")
+
+
 def choose_test_source(sources: np.ndarray, y: np.ndarray, test_source: str | None) -> str:
     """The one source named (case-insensitive part of its name) that holds both labels.
 
@@ -122,6 +160,7 @@ def run_evaluation(matrix: FeatureMatrix, *, split: str | None = None, test_sour
 
     ``split`` defaults to ``patient`` when the data set has patient ids, else ``random``.
     """
+    check_options(repeats=repeats, train_size=train_size, select_k=select_k)
     split = split or ("patient" if matrix.has_patient_ids else "random")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -185,6 +224,8 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
     the chosen recipe is saved as ``site-evaluation.json``; ``evaluate_splits`` adds the study's four models on
     COVID-19 vs Normal (``evaluation-<split>.json``) for the Model comparison page.
     """
+    check_options(repeats=repeats, target_sensitivity=target_sensitivity)
+    check_data_set(data_dir, split="random")  # before any feature: enough images of each label to fit at all
     say = progress or (lambda fraction, message: None)
     matrix = load_feature_matrix(data_dir, feature_set, task=None, n_jobs=n_jobs, cache_dir=cache_dir,
                                  progress=lambda f, m: say(0.2 * f, m))
@@ -210,12 +251,15 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
                                             n_jobs=n_jobs)
     consensus.pop("out_of_fold_probabilities")
     say(0.6, "severity model (corona score)")
+    every_image = load_dataset(data_dir).table  # all findings: the severity model and the orientation check
     try:  # every labelled image (other findings too) feeds the severity model; it needs the expert scores
-        severity_model, severity = fit_severity_model(load_dataset(data_dir).table, n_jobs=n_jobs,
-                                                      random_state=random_state)
-        artifacts["severity.joblib"] = severity_model
+        severity_model, severity = fit_severity_model(every_image, n_jobs=n_jobs, random_state=random_state)
+        artifacts[SEVERITY_FILE] = severity_model
     except ValueError as exc:  # e.g. a data set without expert scores: the classifiers are still saved
         severity = {"error": str(exc)}
+    say(0.62, "orientation check (every film upright and turned each wrong way)")
+    artifacts[ORIENTATION_FILE], orientation = fit_orientation_check(every_image["path"], n_jobs=n_jobs,
+                                                                     random_state=random_state)
     evaluations, side_files = {}, {}
     if site_results:
         site = {**site_results[chosen], "chosen_recipe": chosen, "candidates": {
@@ -256,6 +300,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
         "consensus": consensus,
         "evaluation": evaluations,
         "severity": severity,
+        "orientation": orientation,
     }
     out_dir = save_artifacts(out_dir, artifacts, report, side_files)
     say(1.0, "saved")

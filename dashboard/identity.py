@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from dashboard.text import plain
+
 TYPED_NAME_KEY = "identity_name"  # survives page switches: not a widget key
 
 
@@ -59,7 +61,7 @@ def reviewer_sidebar() -> Reviewer | None:
     with st.sidebar:
         if login_configured():
             if reviewer is not None:
-                st.caption(f"Reviewer: **{reviewer.name}** (signed in)")
+                st.caption(f"Reviewer: **{plain(reviewer.name)}** (signed in)")
                 st.button("Log out", key="identity_logout", on_click=st.logout)
             elif importlib.util.find_spec("authlib") is None:
                 st.error("A login is configured in .streamlit/secrets.toml, but the Authlib package it needs is "
@@ -68,7 +70,7 @@ def reviewer_sidebar() -> Reviewer | None:
                 st.caption("Log in to save or change cases.")
                 st.button("Log in", key="identity_login", on_click=st.login, type="primary")
         elif reviewer is not None:
-            st.caption(f"Reviewer: **{reviewer.name}** (typed, not verified)")
+            st.caption(f"Reviewer: **{plain(reviewer.name)}** (typed, not verified)")
             st.button("Change name", key="identity_change", on_click=_forget_typed_name)
         else:
             st.text_input("Your name (asked once per session; recorded with every case you save or change)",

@@ -22,6 +22,7 @@ from core.triage.model import Prediction, TriageModel
 from core.triage.reliability import cross_hospital_check
 from core.workflow import SITE_EVALUATION_FILE, evaluation_file_name, train
 from core.worklist.store import WorklistError, WorklistStore, default_database_url
+from dashboard.text import plain
 
 DISCLAIMER = ("**Research use only.** This tool supports, and does not replace, a radiologist's reading "
               "of the image. Not a medical device.")
@@ -78,7 +79,7 @@ def require_model() -> TriageModel:
         return load_model()
     except ModelLoadError as exc:
         problem = str(exc)
-    st.error(f"The models cannot be used: {problem}")
+    st.error(f"The models cannot be used: {plain(problem)}")
     command = f"python -m core train --data {default_data_dir()} --out {default_models_dir()}"
     st.markdown("Create them from the reference data with this command (from the repository folder):")
     st.code(command, language="bash")
@@ -91,7 +92,7 @@ def require_model() -> TriageModel:
             report = train(default_data_dir(), default_models_dir(), cache_dir=default_cache_dir(),
                            progress=lambda fraction, message: bar.progress(min(max(fraction, 0.0), 1.0), text=message))
         except Exception as exc:  # any failure is shown as a message: the page must stay usable
-            st.error(f"Training failed: {exc}")
+            st.error(f"Training failed: {plain(exc)}")
         else:
             _clear_model_cache()
             saved_evaluations.clear()
@@ -107,13 +108,12 @@ def _cached_store(url: str) -> WorklistStore:
 
 def open_worklist() -> WorklistStore | None:
     """The worklist store for ``$CXR_WORKLIST_URL`` (or the default SQLite file); None after showing why not."""
-    url = default_database_url()
-    try:
-        return _cached_store(url)
+    try:  # the default URL creates the app's data folder, which may not be writable
+        return _cached_store(default_database_url())
     except WorklistError as exc:
-        st.error(f"The worklist database cannot be opened: {exc}")
+        st.error(f"The worklist database cannot be opened: {plain(exc)}")
     except Exception as exc:  # e.g. PostgreSQL unreachable: SQLAlchemy's OperationalError
-        st.error(f"The worklist database cannot be opened ({type(exc).__name__}): {exc}. "
+        st.error(f"The worklist database cannot be opened ({type(exc).__name__}): {plain(exc)}. "
                  "Check CXR_WORKLIST_URL and that the database server is running.")
     return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import json
 from pathlib import Path
 
@@ -65,9 +66,14 @@ def plotly_figures(app: AppTest) -> list[go.Figure]:
     return [go.Figure(_decode_typed_arrays(json.loads(element.proto.spec))) for element in app.get("plotly_chart")]
 
 
+def shown(markdown: object) -> str:
+    """The text a reader sees of a markdown source: backslash-escaped punctuation (dashboard.text.plain) unescaped."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(markdown))
+
+
 def texts(app: AppTest) -> str:
-    """All markdown, captions, metrics, alerts and titles of the page as one string (for `in` checks)."""
+    """All markdown, captions, metrics, alerts and titles of the page as one string (for `in` checks), as shown."""
     parts = [e.value for kind in ("markdown", "caption", "title", "header", "subheader", "success", "info",
                                   "warning", "error") for e in getattr(app, kind)]
     parts += [f"{m.label} {m.value}" for m in app.metric]
-    return "\n".join(map(str, parts))
+    return shown("\n".join(map(str, parts)))

@@ -236,8 +236,9 @@ def format_table(report: EvaluationReport, metrics: Sequence[str] = ("AUC", "CA"
              f"target {report.target}, {report.n_images} images"]
     header = f"{'model':<15} {'stage':<7}" + "".join(f" {name:>15}" for name in metrics)
     lines += [header, "-" * len(header)]
-    for _, row in table.iterrows():
-        cells = "".join(f" {row[name]:>7.3f} ± {row[name + '_sd']:<5.3f}" for name in metrics)
+    for _, row in table.iterrows():  # one repeat (or the source split's single test) has no spread to show
+        cells = "".join(f" {row[name]:>7.3f} ± {row[name + '_sd']:<5.3f}" if np.isfinite(row[name + "_sd"])
+                        else f" {row[name]:>7.3f}{'':8}" for name in metrics)
         lines.append(f"{row['model']:<15} {row['stage']:<7}{cells}")
     return "\n".join(lines)
 

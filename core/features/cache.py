@@ -58,8 +58,11 @@ class FeatureCache:
         if self.root is None:
             return
         path = self._path(block, sha)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        except OSError:  # a cache that cannot be written only costs speed: the features are still returned
+            return
         try:
             with os.fdopen(handle, "wb") as stream:
                 np.save(stream, np.asarray(values, dtype=np.float32))

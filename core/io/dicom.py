@@ -22,25 +22,33 @@ import io
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 from pydicom.pixels import (
     apply_color_lut,
     apply_modality_lut,
     apply_voi_lut,
     pixel_array,
 )
+from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
 )
 
+from core.io import jpeg
+from core.io.isolated import WorkerCrashed, run_isolated
 from core.io.pixels import (
     COLOUR_PHOTO_NOTE,
     ImageReadError,
+    block_mean,
     channels_differ,
     check_dimensions,
     describe_error,
     luma_601,
+    reduction_factor,
     rescale_to_unit,
 )
 
@@ -49,6 +57,7 @@ __all__ = ["decode_dicom", "dicom_metadata", "dicom_warnings", "RADIOGRAPH_MODAL
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG"})
 LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL"})
 CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "LUNGS"})
+_JPEG_8BIT = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit})  # libjpeg's 8-bit processes (Pillow decodes them)
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _TEXT_FIELDS = {"patient_id": "PatientID", "modality": "Modality", "view_position": "ViewPosition",
                 "body_part": "BodyPartExamined", "photometric": "PhotometricInterpretation"}
@@ -98,13 +107,52 @@ def decode_dicom(data: bytes, source: str) -> tuple[np.ndarray, dict, list[str]]
         raise
     except Exception as err:  # pydicom parses lazily: damage may surface at any element access
         raise ImageReadError(source, f"unreadable DICOM file ({describe_error(err)})") from err
-    try:
-        frame = pixel_array(dataset, index=0)  # decodes the first frame only, even of a 1000-frame series
-    except Exception as err:
-        raise ImageReadError(source, f"cannot decode DICOM pixel data ({syntax.name}): {describe_error(err)}") from err
+    frame = _first_frame(dataset, data, source, metadata.get("n_frames", 1))
     if metadata.get("n_frames", 1) > 1:
         notes.append(f"multi-frame DICOM: first frame used (of {metadata['n_frames']})")
+    if reduction_factor(frame.shape[1], frame.shape[0]) > 1:
+        metadata["original_size"] = [int(frame.shape[1]), int(frame.shape[0])]
     return _display_pixels(frame, dataset, notes), metadata, notes
+
+
+def _first_frame(dataset: Dataset, data: bytes, source: str, n_frames: int) -> np.ndarray:
+    """The first frame's stored values (only that frame is decoded, even of a 1000-frame series).
+
+    GDCM never decodes untrusted data in this process: a damaged stream makes it abort the process. Pydicom's
+    own, Pillow's and pylibjpeg's decoders run here; a syntax only GDCM decodes (JPEG lossless, JPEG-LS) is
+    decoded in the isolated worker (:mod:`core.io.isolated`). A JPEG frame is checked for libjpeg's corruption
+    warnings, which Pillow would swallow.
+    """
+    syntax = dataset.file_meta.TransferSyntaxUID
+    try:
+        plugins = list(get_decoder(syntax).available_plugins) if syntax.is_compressed else [""]
+        if syntax in _JPEG_8BIT and int(dataset.get("BitsStored", 8)) <= 8:
+            frame_bytes = next(generate_frames(dataset.PixelData, number_of_frames=n_frames))
+            problem = jpeg.frame_warning(frame_bytes)
+            if problem is not None:
+                raise ImageReadError(source, f"{problem} (the DICOM's JPEG-compressed pixel data)")
+        failures = []
+        for plugin in (p for p in plugins if p != "gdcm"):
+            try:
+                return pixel_array(dataset, index=0, decoding_plugin=plugin)
+            except Exception as err:  # try the next decoder; report the last failure
+                failures.append(err)
+        if "gdcm" in plugins:
+            return run_isolated(gdcm_first_frame, data)
+        raise failures[-1] if failures else ValueError(f"no decoder installed for {syntax.name}")
+    except ImageReadError:
+        raise
+    except WorkerCrashed as err:
+        raise ImageReadError(source, f"cannot decode DICOM pixel data ({syntax.name}): {err} on this file") from err
+    except Exception as err:
+        raise ImageReadError(source, f"cannot decode DICOM pixel data ({syntax.name}): {describe_error(err)}") from err
+
+
+def gdcm_first_frame(data: bytes) -> np.ndarray:
+    """The first frame decoded by GDCM (run in the isolated worker only)."""
+    dataset = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")
+    _ensure_transfer_syntax(dataset)
+    return pixel_array(dataset, index=0, decoding_plugin="gdcm")
 
 
 def dicom_metadata(dataset: Dataset) -> dict:
@@ -165,13 +213,19 @@ def _ensure_transfer_syntax(dataset: Dataset) -> None:
 
 
 def _display_pixels(frame: np.ndarray, dataset: Dataset, notes: list[str]) -> np.ndarray:
-    """First-frame stored values -> float32 (H, W) in [0, 1], MONOCHROME2, through the Modality and VOI LUTs."""
-    if str(dataset.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
-        frame = apply_color_lut(frame, dataset)  # indices -> RGB through the palette
-    if frame.ndim == 3:  # RGB / YBR (pydicom converts YBR to RGB) / palette: secondary captures, photographs
-        if channels_differ(frame):
+    """First-frame stored values -> float32 (H, W) in [0, 1], MONOCHROME2, through the Modality and VOI LUTs.
+
+    A frame larger than ``MAX_DECODED_SIDE`` is block-averaged after its LUTs, by bands of rows, so it never exists
+    as a full-size float array.
+    """
+    height, width = frame.shape[:2]
+    factor = reduction_factor(width, height)
+    palette = str(dataset.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR"
+    if palette or frame.ndim == 3:  # RGB / YBR (pydicom converts YBR to RGB) / palette: captures, photographs
+        colour = _colour_frame(frame, dataset, palette, factor)
+        if channels_differ(colour):
             notes.append(COLOUR_PHOTO_NOTE)
-        luma = luma_601(frame)  # 8-bit exactly value/255; deeper colour, like deep gray without a VOI: min-max
+        luma = luma_601(colour)  # 8-bit exactly value/255; deeper colour, like deep gray without a VOI: min-max
         return rescale_to_unit(luma, 0, 255) if luma.dtype == np.uint8 else rescale_to_unit(luma)
     if frame.dtype.kind in "ui" and frame.dtype.itemsize <= 2:
         # Integer stored values: run the LUT chain once per possible value, then index. Same pydicom functions,
@@ -179,8 +233,23 @@ def _display_pixels(frame: np.ndarray, dataset: Dataset, notes: list[str]) -> np
         lowest = int(frame.min())
         domain = np.arange(lowest, int(frame.max()) + 1).astype(frame.dtype)
         table = _gray_to_unit(domain, dataset, notes)
-        return table[frame.astype(np.int32) - lowest]
+        if factor == 1:
+            return table[frame.astype(np.int32) - lowest]
+        return block_mean(lambda top, bottom: table[frame[top:bottom].astype(np.int32) - lowest], height, width,
+                          factor)
+    if factor > 1:
+        frame = block_mean(lambda top, bottom: frame[top:bottom], height, width, factor)
     return _gray_to_unit(frame, dataset, notes)
+
+
+def _colour_frame(frame: np.ndarray, dataset: Dataset, palette: bool, factor: int) -> np.ndarray:
+    """(H, W, 3) colour values (palette indices through the palette), block-averaged when ``factor`` > 1."""
+    convert = (lambda rows: apply_color_lut(rows, dataset)) if palette else (lambda rows: rows)
+    if factor == 1:
+        return convert(frame)
+    dtype = convert(frame[:1]).dtype
+    reduced = block_mean(lambda top, bottom: convert(frame[top:bottom]), frame.shape[0], frame.shape[1], factor)
+    return np.round(reduced).astype(dtype) if dtype.kind in "ui" else reduced
 
 
 def _gray_to_unit(stored: np.ndarray, dataset: Dataset, notes: list[str]) -> np.ndarray:
@@ -202,7 +271,8 @@ def _gray_to_unit(stored: np.ndarray, dataset: Dataset, notes: list[str]) -> np.
             notes.append(f"VOI LUT / window unusable ({describe_error(err)}): min-max display used")
     elif stored.dtype == np.uint8 and np.array_equal(values, stored):
         low, high = 0, 255  # plain 8-bit source (no rescale, no window): exactly value/255, as for PNG
-    pixels = rescale_to_unit(values, low, high)
+    full_scale = 2.0 ** int(dataset.get("BitsStored", 16) or 16) - 1 if values.dtype.kind in "ui" else None
+    pixels = rescale_to_unit(values, low, high, full_scale=full_scale)
     if str(dataset.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         pixels = 1.0 - pixels  # MONOCHROME1: high values are dark; flip so that air is dark
     return pixels

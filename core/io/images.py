@@ -21,16 +21,19 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from core.io import jpeg, sources
 from core.io.pixels import (
     COLOUR_PHOTO_NOTE,
     MAX_PIXELS,
     ImageReadError,
+    block_mean,
     channels_differ,
     check_dimensions,
     describe_error,
     luma_601,
+    reduction_factor,
     rescale_to_unit,
 )
 
@@ -174,31 +177,16 @@ def read_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = 
 
 
 def _read_source(source: str | os.PathLike | bytes | BinaryIO, name: str | None) -> tuple[bytes, str]:
-    """The raw bytes and the sanitised display name of any accepted source."""
+    """The raw bytes (at most ``sources.MAX_FILE_BYTES``) and the sanitised display name of any accepted source."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), sanitize_filename(name or "upload")
+        display = sanitize_filename(name or "upload")
+        return sources.check_size(bytes(source), display), display
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        display = sanitize_filename(name or path.name)
-        try:
-            return path.read_bytes(), display
-        except FileNotFoundError as err:
-            raise ImageReadError(display, "file not found") from err
-        except IsADirectoryError as err:
-            raise ImageReadError(display, "is a directory, not an image file") from err
-        except PermissionError as err:
-            raise ImageReadError(display, "permission denied") from err
-        except OSError as err:
-            raise ImageReadError(display, f"cannot read file ({describe_error(err)})") from err
+        display = sanitize_filename(name or sources.display_name_of(source))
+        return sources.read_path(source, display), display
     if hasattr(source, "read"):
-        display = sanitize_filename(name or str(getattr(source, "name", "") or "upload"))
-        try:
-            data = source.getvalue() if hasattr(source, "getvalue") else source.read()
-        except (OSError, ValueError) as err:
-            raise ImageReadError(display, f"cannot read upload ({describe_error(err)})") from err
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise ImageReadError(display, "file object is not opened in binary mode")
-        return bytes(data), display
+        display = sanitize_filename(name or sources.display_name_of(source))
+        return sources.read_upload(source, display), display
     raise TypeError(f"read_image expects a path, bytes or a binary file object, not {type(source).__name__}")
 
 
@@ -215,22 +203,35 @@ def _looks_like_dicom(data: bytes, display: str) -> bool:
         return True
     if _sniff_format(data) is not None:  # a misnamed PNG/JPEG is still decoded as what it is
         return False
-    return Path(display).suffix.lower() in DICOM_SUFFIXES or data[:2] in (b"\x02\x00", b"\x08\x00")
+    # a raw data set starts with group 0002 or 0008, little- or big-endian (Explicit VR Big Endian, retired but met)
+    return Path(display).suffix.lower() in DICOM_SUFFIXES or data[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02",
+                                                                          b"\x00\x08")
 
 
 def _decode_pillow(data: bytes, source: str) -> tuple[np.ndarray, str, dict, list[str]]:
-    """Decode a raster file with Pillow: size checks before decoding, full decode, EXIF orientation, grayscale."""
+    """Decode a raster file with Pillow: size checks before decoding, decode to at most ``MAX_DECODED_SIDE``,
+    EXIF orientation, grayscale."""
     image = _open_pillow(data, source)
     with image:
         image_format = "JPEG" if image.format == "MPO" else str(image.format)
         check_dimensions(source, *image.size)
+        original_size = image.size
+        if image_format == "JPEG":  # Pillow hides libjpeg's warnings: a patched header decodes to garbage
+            problem = jpeg.decoder_warning(data, *image.size, components=len(image.getbands()))
+            if problem is not None:
+                raise ImageReadError(source, problem)
         notes: list[str] = []
         try:
-            n_frames = int(getattr(image, "n_frames", 1))
-            if image_format == "PNG":  # chunk CRCs and the IEND marker: a cut or damaged PNG can still inflate
-                with Image.open(io.BytesIO(data), formats=("PNG",)) as check:
-                    check.verify()
-            image.load()  # full decode now, so truncation surfaces here and not in a later module
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS was checked above
+                n_frames = int(getattr(image, "n_frames", 1))
+                if image_format == "PNG":  # chunk CRCs and the IEND marker: a cut or damaged PNG can still inflate
+                    with Image.open(io.BytesIO(data), formats=("PNG",)) as check:
+                        check.verify()
+                factor = reduction_factor(*image.size)
+                if image_format == "JPEG" and factor > 1:  # scaled in the DCT: the full size is never decoded
+                    image.draft(image.mode, (-(-image.size[0] // factor), -(-image.size[1] // factor)))
+                image.load()  # decode now, so truncation surfaces here and not in a later module
         except Exception as err:
             raise _decoding_error(source, image_format, err) from err
         if n_frames > 1:
@@ -238,15 +239,24 @@ def _decode_pillow(data: bytes, source: str) -> tuple[np.ndarray, str, dict, lis
         metadata = {"original_mode": image.mode, "n_frames": n_frames}
         bits = {"1": 1, "I;16": 16, "I;16L": 16, "I;16B": 16, "I;16N": 16, "I": 32, "F": 32}.get(image.mode, 8)
         metadata["bits_stored"] = bits
+        if reduction_factor(*original_size) > 1:
+            metadata["original_size"] = list(original_size)
         try:
-            orientation = image.getexif().get(0x0112, 1)
-            if orientation != 1:
-                metadata["exif_orientation"] = int(orientation)
-            upright = ImageOps.exif_transpose(image)
+            orientation = int(image.getexif().get(0x0112, 1))
         except Exception as err:  # a damaged EXIF block must not cost the pixels
             notes.append(f"EXIF orientation unreadable and ignored ({describe_error(err)})")
-            upright = image
-        return _pillow_to_unit(upright, notes), image_format, metadata, notes
+            orientation = 1
+        if orientation != 1:
+            metadata["exif_orientation"] = orientation
+        pixels = _pillow_to_unit(image, notes, reduction_factor(*image.size))
+        return _exif_upright(pixels, orientation), image_format, metadata, notes
+
+
+def _exif_upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to the decoded pixels, as ``ImageOps.exif_transpose`` would."""
+    turned = {2: pixels[:, ::-1], 3: pixels[::-1, ::-1], 4: pixels[::-1], 5: pixels.T, 6: np.rot90(pixels, -1),
+              7: np.rot90(pixels, 2).T, 8: np.rot90(pixels, 1)}.get(orientation, pixels)
+    return np.ascontiguousarray(turned)
 
 
 def _open_pillow(data: bytes, source: str) -> Image.Image:
@@ -279,13 +289,25 @@ def _decoding_error(source: str, image_format: str, err: Exception) -> ImageRead
     return ImageReadError(source, f"corrupt {image_format} file ({message})")
 
 
-def _pillow_to_unit(image: Image.Image, notes: list[str]) -> np.ndarray:
-    """Pillow image of any mode -> float32 (H, W) in [0, 1]; 8-bit exactly value/255, deeper modes min-max."""
+def _pillow_to_unit(image: Image.Image, notes: list[str], factor: int = 1) -> np.ndarray:
+    """Pillow image of any mode -> float32 (H, W) in [0, 1]; 8-bit exactly value/255, deeper modes min-max.
+
+    ``factor`` > 1 averages ``factor`` x ``factor`` blocks first (8-bit modes in Pillow, deeper ones by bands of
+    rows), so the full-size image is never converted to floats.
+    """
     if image.mode in _DEEP_MODES:
-        return rescale_to_unit(np.asarray(image))  # full 16/32-bit depth up to this single scaling
+        if factor == 1:
+            return rescale_to_unit(np.asarray(image))  # full 16/32-bit depth up to this single scaling
+        width, height = image.size
+        return rescale_to_unit(block_mean(lambda top, bottom: np.asarray(image.crop((0, top, width, bottom))),
+                                          height, width, factor))
+    if factor > 1:
+        if image.mode in ("1", "P", "PA"):  # bits and palette indices cannot be averaged: their colours can
+            image = image.convert("L" if image.mode == "1" else "RGBA" if _has_alpha(image) else "RGB")
+        image = image.reduce(factor)
     if image.mode in ("1", "L"):
         return np.asarray(image.convert("L"), dtype=np.float32) / np.float32(255)
-    if "A" in image.mode or "a" in image.mode or "transparency" in image.info:
+    if _has_alpha(image):
         rgba = image.convert("RGBA")
         if rgba.getextrema()[3][0] < 255:
             # Transparent areas of an exported radiograph are outside the exposure: black is air/no signal
@@ -298,3 +320,7 @@ def _pillow_to_unit(image: Image.Image, notes: list[str]) -> np.ndarray:
     if channels_differ(channels):
         notes.append(COLOUR_PHOTO_NOTE)
     return luma_601(channels).astype(np.float32) / np.float32(255)
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return "A" in image.mode or "a" in image.mode or "transparency" in image.info

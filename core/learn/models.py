@@ -26,6 +26,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from core.labels import LABEL_COVID, LABEL_NORMAL
 from core.learn.preprocessing import InformationGainSelector, MissingValueFilter
 
 __all__ = ["MODEL_NAMES", "LINEAR_MODEL", "ALL_MODELS", "PRESETS", "STAGES", "Recipe", "RECIPES", "make_classifier",
@@ -196,3 +197,32 @@ RECIPES = {
                     "the study's four models (tuned) on the 10 features of highest information gain"),
 }
 """Candidates for the default model; ``train`` keeps the one that does best leave-one-site-out."""
+
+
+MIN_IMAGES_PER_LABEL = 10
+"""Fewest COVID-19 and Normal images — and patients — a data set needs for the models to be fitted and evaluated.
+The tuned SVM calibrates its probabilities by 5-fold cross-validation inside every training split and kNN looks at 5
+neighbours, so each training part needs at least 5 images of each label; 10 leaves a test part beside it."""
+
+
+def check_enough_images(y, groups=None, *, train_size: float = 0.8, where: str = "the data set") -> None:
+    """Refuse, in the project's words, labels (1 = COVID-19, 0 = Normal) too few to fit and test the models on.
+
+    ``groups`` are the patients (None: every image its own patient); ``train_size`` the share that trains.
+    """
+    import numpy as np
+
+    y = np.asarray(y)
+    counts = []
+    for value, label in ((1, LABEL_COVID), (0, LABEL_NORMAL)):
+        images = int(np.sum(y == value))
+        patients = images if groups is None else len(set(np.asarray(groups)[y == value]))
+        counts.append((label, images, patients))
+    fewest = min(min(images, patients) for _, images, patients in counts)
+    if fewest >= MIN_IMAGES_PER_LABEL and fewest * train_size >= 5 and fewest * (1 - train_size) >= 1:
+        return
+    found = " and ".join(f"{images} {label} images ({patients} patients)" for label, images, patients in counts)
+    raise ValueError(f"{where}: too few images to fit and evaluate the models: {found}. They need at least "
+                     f"{MIN_IMAGES_PER_LABEL} images of each label from as many patients, with at least 5 of each "
+                     f"in the training share ({train_size:.0%}): the SVM calibrates its probabilities by 5-fold "
+                     "cross-validation inside every training split")

@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from threadpoolctl import threadpool_limits
 
 from core.labels import LABEL_COVID, LABEL_NORMAL, TRIAGE_CLASSES
-from core.learn.artifacts import model_file_name
+from core.learn.artifacts import CONSENSUS_FILE, model_file_name
 from core.learn.consensus import ConsensusCalibrator, OutOfDistributionDetector
 from core.learn.flag import FlagRule
 from core.learn.models import RECIPES, Recipe, make_pipeline
@@ -136,9 +136,9 @@ def fit_final_models(X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, *, site
     site_shift = (SiteShiftDetector(random_state=random_state).fit(signatures, sites, y)
                   if signatures is not None and sites is not None else None)
     artifacts = {model_file_name(name): model for name, model in models.items()}
-    artifacts["consensus.joblib"] = {"calibrator": calibrator, "flag_rule": flag_rule, "detector": detector,
-                                     "site_shift": site_shift, "feature_medians": X.median(numeric_only=True),
-                                     "classes": TRIAGE_CLASSES}
+    artifacts[CONSENSUS_FILE] = {"calibrator": calibrator, "flag_rule": flag_rule.to_dict(), "detector": detector,
+                                 "site_shift": site_shift, "feature_medians": X.median(numeric_only=True),
+                                 "classes": TRIAGE_CLASSES}
     pneumonia = 1.0 - oof_calibrated[:, NORMAL_INDEX]
     summary = {
         "method": (f"{recipe.description}; three classes ({' / '.join(TRIAGE_CLASSES)}); mean of the class "

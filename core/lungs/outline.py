@@ -3,7 +3,7 @@
 No pretrained network and no lung-mask ground truth are available, so the outline is built from
 intensity, morphology and anatomical priors only:
 
-1. black padding and bright collimation frames at the edges are cropped (``_content_box``);
+1. black padding and bright collimation frames at the edges are cropped (``content_box``);
 2. midline = brightest column band (spine, mediastinum) in the central 40 % of the width;
 3. basin depth by grey-level hole filling: the lungs are dark basins closed by brighter tissue, while air
    outside the body, collimation borders and burned-in text drain to the image edge; the largest deep
@@ -75,7 +75,7 @@ def outline_lungs(small: np.ndarray) -> LungOutline:
     -------
     LungOutline
     """
-    rows, cols = _content_box(small)
+    rows, cols = content_box(small)
     inner = small[rows, cols]
     low, high = np.percentile(_unsaturated(_central(inner)), [1, 99])
     inner = np.clip((inner - low) / max(high - low, 1e-6), 0.0, 1.0)
@@ -271,7 +271,7 @@ def _unsaturated(image: np.ndarray) -> np.ndarray:
     return values if values.size >= 16 else image.ravel()
 
 
-def _content_box(small: np.ndarray) -> tuple[slice, slice]:
+def content_box(small: np.ndarray) -> tuple[slice, slice]:
     """Rows and columns inside black padding and bright collimation frames.
 
     Edge rows/columns mostly at the image minimum (letterbox, at most a quarter of a side) or mostly

@@ -18,15 +18,27 @@ from threadpoolctl import threadpool_limits
 from core.features.acquisition import acquisition_signature
 from core.features.blocks import compute_image_features
 from core.io.images import ImageReadError, XRayImage, read_image
+from core.io.pixels import describe_error
 from core.labels import LABEL_COVID, LABEL_NORMAL, TRIAGE_CLASSES, reading_in_words
-from core.learn.artifacts import ModelLoadError, load_artifacts, model_file_name, read_report
+from core.learn.artifacts import (
+    CONSENSUS_FILE,
+    ORIENTATION_FILE,
+    SEVERITY_FILE,
+    ModelLoadError,
+    load_artifacts,
+    model_file_name,
+    read_report,
+)
 from core.learn.flag import FlagRule
+from core.learn.models import ALL_MODELS
+from core.learn.orientation import OrientationCheck
 from core.learn.site_shift import BATCH_SHIFT_WARNING, SITE_SHIFT_WARNING
 from core.learn.training import class_probabilities
 from core.lungs.fields import LungFields, find_lung_fields
 from core.paths import default_models_dir
 from core.progress import Progress
-from core.triage.acceptance import refusal_reason
+from core.severity.model import SeverityModel
+from core.triage.acceptance import acceptance
 
 Source = str | os.PathLike | bytes | BinaryIO
 
@@ -75,31 +87,30 @@ class Prediction:
         return record
 
 
-CONSENSUS_FILE = "consensus.joblib"
-SEVERITY_FILE = "severity.joblib"
-
-
 class TriageModel:
-    """The fitted three-class pipelines, their calibrated consensus, the flag rule, the out-of-distribution and
-    site-shift checks, and the corona score.
+    """The fitted three-class pipelines, their calibrated consensus, the flag rule, the acceptance, out-of-distribution
+    and site-shift checks, and the corona score.
 
     Load with :meth:`load`; it verifies the files against the training report first. A model loaded for the
     corona score only (``risk=False``) has no classifiers: its predictions carry ``severity`` and no ``risk``,
-    but go through the same reading and acceptance checks.
+    but go through the same reading and acceptance checks (the out-of-distribution detector of the consensus file
+    and the orientation check are loaded either way).
     """
 
     def __init__(self, artifacts: dict, report: dict, models_dir: Path):
+        _check_artifacts(artifacts, report, models_dir)
         self.model_names: list[str] = list(report.get("consensus", {}).get("models", []))
         names = [model_file_name(name) for name in self.model_names]
         self.models = ({name: artifacts[file] for name, file in zip(self.model_names, names)}
                        if names and all(file in artifacts for file in names) else None)
         consensus = artifacts.get(CONSENSUS_FILE)
         self.calibrator = consensus["calibrator"] if consensus else None
-        self.flag_rule: FlagRule | None = consensus["flag_rule"] if consensus else None
+        self.flag_rule: FlagRule | None = FlagRule.from_dict(consensus["flag_rule"]) if consensus else None
         self.detector = consensus["detector"] if consensus else None
         self.site_shift = consensus.get("site_shift") if consensus else None
         self.feature_medians: pd.Series | None = consensus["feature_medians"] if consensus else None
         self.severity_model = artifacts.get(SEVERITY_FILE)
+        self.orientation_check = artifacts.get(ORIENTATION_FILE)
         self.report = report
         self.models_dir = models_dir
         self.feature_set: str = report["feature_set"]
@@ -107,19 +118,18 @@ class TriageModel:
 
     @classmethod
     def load(cls, models_dir: str | os.PathLike | None = None, *, risk: bool = True) -> "TriageModel":
-        """Load the saved models; with ``risk=False`` only what the corona score and the acceptance check need."""
+        """Load the saved models; with ``risk=False`` only what the corona score and the acceptance checks need."""
         models_dir = Path(models_dir) if models_dir is not None else default_models_dir()
-        listed = read_report(models_dir).get("files", {})
-        if risk and "classes" not in read_report(models_dir):
+        report = read_report(models_dir)
+        listed = report.get("files", {})
+        if risk and "classes" not in report:
             raise ModelLoadError(f"the models in {models_dir} answer COVID-19 vs Normal only (trained before the "
                                  "three-class model); retrain them with `python -m core train`")
+        wanted = [CONSENSUS_FILE, ORIENTATION_FILE]  # the acceptance checks: every command needs them
         if risk:
-            models = read_report(models_dir).get("consensus", {}).get("models", [])
-            wanted = [model_file_name(name) for name in models] + [CONSENSUS_FILE]
-            wanted += [SEVERITY_FILE] if SEVERITY_FILE in listed else []
-        else:
-            wanted = [name for name in (SEVERITY_FILE, CONSENSUS_FILE) if name in listed]
-        artifacts, report = load_artifacts(models_dir, names=wanted)
+            wanted += [model_file_name(name) for name in report.get("consensus", {}).get("models", [])]
+        wanted += [SEVERITY_FILE] if SEVERITY_FILE in listed or not risk else []
+        artifacts, report = load_artifacts(models_dir, names=wanted, known=KNOWN_FILES)
         return cls(artifacts, report, Path(models_dir).resolve())
 
     def selected_features(self) -> list[str]:
@@ -141,28 +151,23 @@ class TriageModel:
 
     def _predict_image(self, image: XRayImage) -> Prediction:
         fields = find_lung_fields(image.pixels)
-        warnings = list(image.warnings)
         X, ood = None, float("nan")
         if self.detector is not None:
             values = compute_image_features(image, self.feature_set, fields)
             X = pd.DataFrame([values], columns=self.feature_names)
             ood = float(self.detector.distance_ratio(X.to_numpy())[0])
-            if ood > 1.0:
-                warnings.append(f"image unlike the training images (distance {ood:.1f}× the usual): "
-                                "the risk may not be reliable — is this a frontal chest X-ray?")
         shift = None
         if self.site_shift is not None:
             shift = float(self.site_shift.distance_ratio(acquisition_signature(image.pixels)[None, :])[0])
-            if shift > 1.0:
-                warnings.append(SITE_SHIFT_WARNING)
-        if not fields.quality.get("ok", True):
-            warnings.append("lung fields not found where expected (" + _quality_reason(fields.quality)
-                            + "): check that this is a frontal chest X-ray")
-        refusal = refusal_reason(image, fields, ood)
-        if refusal is not None:  # no risk at all rather than a number that means nothing
-            return Prediction(file=image.source, error=f"{image.source}: not scored — {refusal}", warnings=warnings,
-                              out_of_distribution=ood, sha256=image.sha256, metadata=dict(image.metadata),
-                              image=image, lung_fields=fields)
+        orientation = self.orientation_check.assess(image.pixels) if self.orientation_check is not None else None
+        verdict = acceptance(image, fields, ood, orientation)
+        warnings = list(image.warnings) + verdict.warnings
+        if shift is not None and shift > 1.0:
+            warnings.append(SITE_SHIFT_WARNING)
+        if verdict.refusal is not None:  # no risk at all rather than a number that means nothing
+            return Prediction(file=image.source, error=f"{image.source}: not scored — {verdict.refusal}",
+                              warnings=warnings, out_of_distribution=ood, sha256=image.sha256,
+                              metadata=dict(image.metadata), image=image, lung_fields=fields)
         prediction = Prediction(file=image.source, warnings=warnings, out_of_distribution=ood, sha256=image.sha256,
                                 metadata=dict(image.metadata), image=image, lung_fields=fields, site_shift=shift)
         if self.models is not None:
@@ -204,9 +209,16 @@ class TriageModel:
 
     def predict_many(self, sources: Sequence[Source], names: Sequence[str] | None = None,
                      progress: Progress | None = None) -> list[Prediction]:
+        """One Prediction per source, in order: a file that cannot be read or scored gets its error, and the
+        others of the batch are still answered."""
         results = []
         for index, source in enumerate(sources):
-            results.append(self.predict(source, names[index] if names else None))
+            name = names[index] if names else None
+            try:
+                results.append(self.predict(source, name))
+            except Exception as exc:  # an unforeseen failure on one file must not cost the batch its answers
+                display = name or (Path(source).name if isinstance(source, (str, os.PathLike)) else "upload")
+                results.append(Prediction(file=display, error=f"{display}: could not be scored ({describe_error(exc)})"))
             if progress is not None:
                 progress((index + 1) / len(sources), f"scored {index + 1}/{len(sources)}")
         self.mark_batch_shift(results)
@@ -223,6 +235,25 @@ class TriageModel:
         return True
 
 
-def _quality_reason(quality: dict) -> str:
-    parts = [f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in quality.items() if k != "ok"]
-    return ", ".join(parts) or "implausible shape"
+
+KNOWN_FILES = frozenset({*(model_file_name(name) for name in ALL_MODELS), CONSENSUS_FILE, SEVERITY_FILE,
+                         ORIENTATION_FILE})
+"""Every file a models folder of this version may list; a report naming anything else is refused."""
+
+
+def _check_artifacts(artifacts: dict, report: dict, models_dir: Path) -> None:
+    """Refuse (``ModelLoadError``) loaded objects or a report that are not what this version scores with."""
+    where = Path(models_dir)
+    for key in ("feature_set", "feature_names", "consensus"):
+        if key not in report:
+            raise ModelLoadError(f"{where / 'report.json'} has no {key!r}; retrain the models with `python -m core train`")
+    expected = {CONSENSUS_FILE: (dict, "the consensus (a dict)"), SEVERITY_FILE: (SeverityModel, "a SeverityModel"),
+                ORIENTATION_FILE: (OrientationCheck, "an OrientationCheck")}
+    for name, obj in artifacts.items():
+        kind, wanted = expected.get(name, (object, "a fitted classifier"))
+        wrong = not isinstance(obj, kind) or (name == CONSENSUS_FILE and not {"calibrator", "flag_rule", "detector",
+                                                                              "feature_medians"} <= set(obj)) or \
+            (kind is object and not callable(getattr(obj, "predict_proba", None)))
+        if wrong:
+            raise ModelLoadError(f"{where / name} holds {type(obj).__name__}, not {wanted}; the models folder is "
+                                 "damaged or was not written by `python -m core train` — retrain it")

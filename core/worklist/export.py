@@ -9,12 +9,15 @@ stays: it is what links a corrected grade back to its film.
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import pandas as pd
 
 from core.lungs.zones import ZONE_NAMES
 
-_CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# What starts a formula in Excel, LibreOffice or Google Sheets, the full-width forms included (some locales
+# convert them); blanks and invisible characters before it are skipped by the spreadsheet, so by the check too.
+_CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 # Columns a reader never needs; everything not named here or below is passed through unchanged at the end.
 _INTERNAL = {"version", "per_model_json", "zones_json", "zones_corrected_json", "thumbnail_png", "risk",
              "threshold", "flagged", "corona_score", "created_at", "updated_at", "reviewer_source"}
@@ -28,10 +31,16 @@ def defuse_csv_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for column in frame.columns:
         if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
-            frame[column] = frame[column].map(
-                lambda cell: "'" + cell if isinstance(cell, str)
-                and cell.startswith(_CSV_FORMULA_PREFIXES) else cell)
+            frame[column] = frame[column].map(lambda cell: "'" + cell if _looks_like_formula(cell) else cell)
     return frame
+
+
+def _looks_like_formula(cell: object) -> bool:
+    """A text cell a spreadsheet could run: a formula sign after any blanks, controls or zero-width characters."""
+    if not isinstance(cell, str):
+        return False
+    visible = next((ch for ch in cell if not (ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zs"))), "")
+    return cell.startswith(("\t", "\r")) or visible.startswith(_CSV_FORMULA_PREFIXES)
 
 
 def _utc_seconds(stamps: pd.Series) -> pd.Series:

@@ -15,7 +15,6 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +41,7 @@ from sqlalchemy import (
 )
 
 from core.worklist.migration_4 import migration_4_review, review_audit_columns, review_case_columns
+from core.worklist.sqlite import SQLITE_INTEGRITY_TRIGGERS, sqlite_file_path
 
 STATUSES = ("new", "under review", "quarantine follow-up", "cleared")
 
@@ -211,13 +211,16 @@ def create_worklist_engine(url: str, *, echo: bool = False) -> Engine:
         return create_engine(url, echo=echo, pool_pre_ping=True)
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
-    if not in_memory:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    read_only = parsed.query.get("mode") == "ro"
+    if not in_memory and not read_only:
+        sqlite_file_path(url).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
     def _configure_sqlite(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (begin hook below)
+        if read_only:  # nothing to journal; the foreign-key pragma is only about writes
+            return
         cursor = dbapi_connection.cursor()
         journal_mode = cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if journal_mode.lower() != "wal" and not in_memory:
@@ -229,6 +232,8 @@ def create_worklist_engine(url: str, *, echo: bool = False) -> Engine:
         # costs nothing noticeable.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if cursor.execute("PRAGMA foreign_keys").fetchone() != (1,):
+            raise WorklistError("this SQLite build cannot enforce foreign keys; the worklist needs them")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -352,6 +357,14 @@ def _migration_2_model_version(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_audit_events_case_id ON audit_events (case_id)")
 
 
+def _migration_3_integrity(conn: Connection) -> None:
+    """SQLite: the audit trail refuses REPLACE and orphans from any connection (PostgreSQL has no REPLACE, its
+    ON CONFLICT DO UPDATE fires the UPDATE trigger, and it always enforces the foreign keys)."""
+    if conn.dialect.name == "sqlite":
+        for statement in SQLITE_INTEGRITY_TRIGGERS:
+            conn.exec_driver_sql(statement)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -363,10 +376,15 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: cases, append-only audit_events", _migration_1_initial),
     Migration(2, "cases.model_version; indexes on patient_id and audit case_id",
               _migration_2_model_version),
+    Migration(3, "SQLite triggers: no REPLACE over audit events or cases, no orphaned audit trail",
+              _migration_3_integrity),
     Migration(4, "review: thumbnails, reviewer identity source, zone-grade corrections",
               migration_4_review),
 )
 LATEST_SCHEMA_VERSION = MIGRATIONS[-1].version
+MIGRATIONS_NEEDED_TO_READ = frozenset({1, 2, 4})
+"""Migrations that create tables or columns the queries select: a database that cannot be written (so cannot be
+migrated) is still shown when these have been applied. A new migration adding a queried column joins this set."""
 
 
 def read_schema_version(conn: Connection) -> int:

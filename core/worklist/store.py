@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Result, exc, select, update
 
 from core.paths import app_data_dir
 from core.worklist.export import defuse_csv_formulas, readable_audit, readable_cases
+from core.worklist.read_only import open_read_only
 from core.worklist.review_data import (
     check_identity_source,
     check_thumbnail,
@@ -34,6 +35,7 @@ from core.worklist.schema import (
     STATUSES,
     ConflictError,
     WorklistError,
+    applied_migrations,
     audit_table,
     cases_table,
     check_note,
@@ -123,20 +125,26 @@ class WorklistStore:
 
     def __init__(self, url: str | None = None, *, echo: bool = False) -> None:
         self.url = url if url is not None else default_database_url()
+        self.read_only: str | None = None  # why the database can only be viewed, when it cannot be written
         try:
             self.engine = create_worklist_engine(self.url, echo=echo)
         except exc.ArgumentError as error:
             raise WorklistError(f"not a usable database URL: {error}") from error
-        # Writes go through this view of the engine: on SQLite its transactions BEGIN IMMEDIATE.
-        self._write_engine = self.engine.execution_options(worklist_write=True)
+        except OSError as error:  # the SQLite file's folder cannot be created
+            raise WorklistError(f"cannot open the worklist database {self.url}: {error}") from error
         try:
             migrate(self.engine)
         except BaseException as error:
             self.engine.dispose()
-            if isinstance(error, exc.DBAPIError):
+            if not isinstance(error, exc.DBAPIError):
+                raise
+            viewer = open_read_only(self.url, error, echo=echo)
+            if viewer is None:
                 raise WorklistError(f"cannot open the worklist database {self}: {error.orig}") \
                     from error
-            raise
+            self.engine, self.read_only = viewer
+        # Writes go through this view of the engine: on SQLite its transactions BEGIN IMMEDIATE.
+        self._write_engine = self.engine.execution_options(worklist_write=True)
 
     def close(self) -> None:
         """Release every pooled connection (the store must not be used afterwards)."""
@@ -166,6 +174,8 @@ class WorklistStore:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back on any error."""
+        if self.read_only:
+            raise WorklistError(f"{self.read_only}; nothing was saved")
         try:
             with self._write_engine.begin() as conn:
                 yield conn
@@ -404,3 +414,8 @@ class WorklistStore:
         """The highest migration applied to this database."""
         with self._read() as conn:
             return read_schema_version(conn)
+
+    def applied_migrations(self) -> set[int]:
+        """Every migration applied to this database (there may be gaps: numbers are handed out in advance)."""
+        with self._read() as conn:
+            return applied_migrations(conn)

@@ -9,18 +9,19 @@ import math
 import pandas as pd
 import streamlit as st
 
+from core.evaluation.consensus import with_consensus
 from core.evaluation.evaluate import EvaluationReport
 from core.evaluation.metrics import METRICS
 from core.evaluation.report_sites import site_tables, targets_not_met
 from core.evaluation.splits import SPLITS
 from core.features.blocks import MODEL_FEATURE_SETS
 from core.io.datasets import DatasetError
-from core.evaluation.consensus import with_consensus
 from core.learn.artifacts import ModelLoadError, read_report
 from core.paths import default_cache_dir, default_data_dir, default_models_dir
-from core.workflow import load_feature_matrix, run_evaluation
+from core.workflow import check_data_set, load_feature_matrix, run_evaluation
 from dashboard import charts
 from dashboard.state import CUSTOM_RUNS_KEY, STAGE_LABELS, choose_report, default_site_evaluation, load_model
+from dashboard.text import plain
 
 
 MAX_KEPT_RUNS = 16
@@ -45,6 +46,7 @@ def run_comparison(parameters: tuple, progress) -> EvaluationReport:
     done = finished_evaluations()
     if parameters not in done:
         data_dir, feature_set, select_k, split, repeats, test_source, preset = parameters
+        check_data_set(data_dir, split=split, test_source=test_source or None)  # before features: seconds, not minutes
         matrix = load_feature_matrix(data_dir, feature_set, n_jobs=-1, cache_dir=default_cache_dir(),
                                      progress=lambda fraction, message: progress(0.5 * fraction, message))
         report = run_evaluation(matrix, split=split, test_source=test_source or None, repeats=repeats,
@@ -158,7 +160,7 @@ def evaluation_form() -> None:
                                                                                     text=message))
     except (DatasetError, ValueError, OSError) as exc:
         bar.empty()
-        st.error(f"The evaluation could not run: {exc}")
+        st.error(f"The evaluation could not run: {plain(exc)}")
         return
     bar.empty()
     study = "the study's reproduction: " if preset == "orange" else ""
@@ -218,7 +220,7 @@ with run_tab:
     evaluation_form()
     last = st.session_state.get("comparison_last_run")
     if last:
-        st.success(f"Finished: {last}")
+        st.success(f"Finished: {plain(last)}")
         show_report(st.session_state[CUSTOM_RUNS_KEY][last], key="comparison_run")
 with saved_tab:
     chosen = choose_report("comparison_report")

@@ -21,6 +21,7 @@ from dashboard.state import (
     open_worklist,
     predictions_by_image_sha,
 )
+from dashboard.text import plain
 
 WORKLIST, REFERENCE = "Worklist", "Reference data set"
 THUMBNAILS_PER_ROW = 5
@@ -100,7 +101,7 @@ def show_thumbnails(series: pd.DataFrame, x: str, stored: dict[int, bytes]) -> N
         elif getattr(row, "image_sha256", None) in in_session:
             column.image(in_session[row.image_sha256].image.to_uint8(), caption=caption, width="stretch")
         else:
-            column.caption(f"{row.image_name}: no copy of the film was stored with this case. {caption}")
+            column.caption(f"{plain(row.image_name)}: no copy of the film was stored with this case. {caption}")
 
 
 st.title("Patient progression")
@@ -121,7 +122,7 @@ else:
     try:
         model = load_model()
     except ModelLoadError as exc:
-        st.error(f"The reference series are scored with the model, which cannot be used: {exc}")
+        st.error(f"The reference series are scored with the model, which cannot be used: {plain(exc)}")
         st.stop()
     models_dir = default_models_dir()
     series = reference_series(patient_id, reference[patient_id], str(models_dir), models_stamp(models_dir), model)

@@ -25,6 +25,7 @@ from dashboard.state import (
     preload_model,
     require_model,
 )
+from dashboard.text import plain
 from dashboard.verdict import show_score_context, show_verdict
 from dashboard.viewer import GRADE_WORDS, film_viewer
 
@@ -159,7 +160,7 @@ def duplicate_warning(prediction: Prediction) -> None:
     earlier = store.cases_with_image(prediction.sha256) if store is not None else pd.DataFrame()
     if not earlier.empty:
         listed = ", ".join(f"#{row.id} ({row.patient_id})" for row in earlier.itertuples())
-        st.warning(f"This image (same SHA-256) is already in the worklist: case {listed}. Saving it again "
+        st.warning(f"This image (same SHA-256) is already in the worklist: case {plain(listed)}. Saving it again "
                    "creates another case.")
 
 
@@ -183,7 +184,7 @@ def save_form(key: str, prediction: Prediction, model: TriageModel) -> None:
         corrected = zone_grade_inputs(prediction, suffix)
         note = st.text_area("Note", key=f"review_note_{suffix}", max_chars=4000)
         reviewer = current_reviewer()
-        st.caption(f"Saved by {reviewer.describe()}." if reviewer else require_reviewer_note())
+        st.caption(f"Saved by {plain(reviewer.describe())}." if reviewer else require_reviewer_note())
         submitted = st.form_submit_button("Save to worklist", type="primary", disabled=key in saved)
     if key in saved:
         st.success(f"Saved to the worklist as case #{saved[key]}.")
@@ -205,7 +206,7 @@ def save_form(key: str, prediction: Prediction, model: TriageModel) -> None:
             reviewer_source=reviewer.source, note=note, model_version=model_version(model),
             thumbnail_png=thumbnail_png(prediction.image.pixels), zones_corrected=corrected)
     except WorklistError as exc:
-        st.error(f"Not saved: {exc}")
+        st.error(f"Not saved: {plain(exc)}")
         return
     saved[key] = case_id
     st.rerun()  # redraw with the button disabled and the confirmation shown
@@ -221,11 +222,11 @@ def shown_grades(prediction: Prediction, suffix: str) -> dict[str, int] | None:
 
 def show_prediction(key: str, prediction: Prediction, model: TriageModel) -> None:
     if prediction.error is not None:
-        st.error(problem_message(prediction))
+        st.error(plain(problem_message(prediction)))
         return
-    st.subheader(prediction.file)
+    st.subheader(plain(prediction.file))
     for warning in prediction.warnings:
-        st.warning(warning)
+        st.warning(plain(warning))
     verdict_column, models_column, score_column = st.columns([5, 4, 3])
     with verdict_column:  # first: the verdict is what the reader waits for, with how far to trust it
         show_verdict(prediction, model, default_evaluations().get("source"))
@@ -271,7 +272,7 @@ if len(batch) > 1:
         st.markdown(batch_summary(batch))
         for prediction in batch.values():
             if prediction.error is not None:
-                st.error(problem_message(prediction))
+                st.error(plain(problem_message(prediction)))
         draw_batch_table(table)
     labels = dict(zip(table["key"], table["file"] + "  —  " + table["verdict"]))
     selected = st.selectbox("Film to review", list(labels), format_func=labels.get, key="review_selected")

@@ -24,6 +24,7 @@ from core.worklist.store import (
 )
 from dashboard.identity import Reviewer, current_reviewer, require_reviewer_note
 from dashboard.state import open_worklist
+from dashboard.text import plain
 from dashboard.viewer import GRADE_WORDS
 
 ALL = "all"
@@ -96,11 +97,11 @@ def report_outcome(change, case_id: int) -> None:
     try:
         updated = change()
     except ConflictError as exc:
-        st.error(f"Not saved: {exc}. The table above now shows the current state; check it and try again.")
+        st.error(f"Not saved: {plain(exc)}. The table above now shows the current state; check it and try again.")
         st.button("Reload", key="worklist_reload")
         return
     except WorklistError as exc:
-        st.error(f"Not saved: {exc}")
+        st.error(f"Not saved: {plain(exc)}")
         return
     st.session_state["worklist_displayed_versions"][case_id] = updated["version"]
     st.session_state["worklist_message"] = f"Case #{case_id} is now “{updated['status']}”" + (
@@ -148,7 +149,7 @@ def case_panel(store: WorklistStore, cases: pd.DataFrame) -> None:
     try:
         case = store.get_case(case_id)
     except WorklistError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     displayed = st.session_state.setdefault("worklist_displayed_versions", {})
     seen_version = displayed.get(case["id"], case["version"])
@@ -169,8 +170,9 @@ def case_panel(store: WorklistStore, cases: pd.DataFrame) -> None:
         st.markdown(f"**Status** {case['status']}  \n"
                     f"**Risk** {100 * case['risk']:.0f}% (flag threshold {100 * case['threshold']:.0f}%)  \n"
                     f"**Corona score** {corona}  \n"
-                    "**Per model** " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in per_model)
-                    + f"  \n**Reviewer** {case['reviewer'] or '—'}  \n**Model** {case.get('model_version') or '—'}")
+                    "**Per model** " + ", ".join(f"{plain(k)} {100 * v:.0f}%" for k, v in per_model)
+                    + f"  \n**Reviewer** {plain(case['reviewer'] or '—')}  \n"
+                    f"**Model** {plain(case.get('model_version') or '—')}")
         status_form(store, case, seen_version)
         zone_form(store, case, seen_version)
     with trail_column:
@@ -186,6 +188,8 @@ st.title("Worklist")
 store = open_worklist()
 if store is None:
     st.stop()
+if store.read_only:
+    st.warning(plain(store.read_only) + ". Status changes and grade corrections cannot be saved here.")
 if message := st.session_state.pop("worklist_message", None):
     st.success(message)
 cases = filtered_cases(store)

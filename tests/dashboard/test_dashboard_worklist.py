@@ -117,3 +117,19 @@ def _submit(app, label: str) -> None:
     buttons = [button for button in app.form_submit_button if button.label == label]
     assert len(buttons) == 1, f"expected exactly one {label!r} button"
     buttons[0].click().run()
+
+
+def test_a_read_only_worklist_is_shown_with_a_note(store, monkeypatch):
+    from core.worklist import schema
+
+    with store.engine.begin() as conn:  # as a release without migration 3 left it: opening must write
+        conn.exec_driver_sql("DELETE FROM schema_version WHERE version = 3")
+        for trigger in ("audit_events_no_overwrite", "audit_events_known_case", "cases_no_replace",
+                        "cases_keep_audited"):
+            conn.exec_driver_sql(f"DROP TRIGGER {trigger}")
+    path = schema.sqlite_file_path(store.url)
+    monkeypatch.setenv("CXR_WORKLIST_URL", f"sqlite:///file:{path.as_posix()}?mode=ro&uri=true")
+    app = open_page("worklist")
+    assert app.dataframe, texts(app)
+    assert len(app.dataframe[0].value) == 3
+    assert "cannot be saved here" in texts(app) and "cannot be opened" not in texts(app)

@@ -64,6 +64,14 @@ def test_table_columns_and_values(report):
     assert "kNN" in format_table(report)
 
 
+def test_one_repeat_prints_values_without_a_spread(data):
+    X, y, groups, _ = data
+    single = evaluate(X, y, groups=groups, repeats=1, preset="orange", models=FAST, select_k=5)
+    text = format_table(single)
+    assert "nan" not in text.lower() and "±" not in text
+    assert f"{single.result('kNN', 'after').pooled['CA']:.3f}" in text
+
+
 def test_pooled_scores_are_the_scores_of_the_out_of_fold_predictions(report):
     result = report.result("SVM", "after")
     y_true = np.concatenate([fold.y_true for fold in result.out_of_fold])

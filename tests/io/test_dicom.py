@@ -179,3 +179,32 @@ def test_corrupt_and_truncated_dicom():
 def test_tiny_dicom_is_too_small():
     err = _read_error(dicom_bytes(dicom_dataset(np.zeros((10, 300), np.uint8), bits_stored=8)), name="strip.dcm")
     assert err.reason.startswith("image too small: 300x10")
+
+
+def _raw_big_endian(stored: np.ndarray, **attributes) -> bytes:
+    """A data set written Explicit VR Big Endian with no preamble and no file meta (as old archives hold them)."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    dataset = dicom_dataset(stored, bits_stored=12, **attributes)
+    del dataset.file_meta
+    dataset.PixelData = stored.astype(">u2").tobytes()
+    stream = DicomBytesIO()
+    stream.is_little_endian, stream.is_implicit_VR = False, False
+    write_dataset(stream, dataset)
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("name", ["big-endian.dcm", "big-endian", "IM000001"])
+def test_big_endian_dicom_is_read_whatever_its_name(name: str):
+    stored = ramp12()
+    image = read_image(_raw_big_endian(stored, Modality="DX"), name=name)
+    assert image.format == "DICOM" and image.metadata["modality"] == "DX"
+    np.testing.assert_array_equal(np.round(image.pixels * 4095).astype(int), stored)
+
+
+@pytest.mark.parametrize("bits, value", [(16, 65535), (12, 4095), (12, 0)])
+def test_a_uniform_dicom_keeps_its_brightness(bits: int, value: int):
+    image = read_image(dicom_bytes(dicom_dataset(np.full((80, 80), value, np.uint16), bits_stored=bits)),
+                       name="flat.dcm")
+    assert np.all(image.pixels == value / (2**bits - 1))

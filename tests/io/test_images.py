@@ -307,3 +307,11 @@ def test_non_ascii_path_and_upload_names(tmp_path: Path):
     assert read_image(path).source == "Ärztin_胸部.png"
     err = _read_error(b"not an image at all", name="uploads/../é\tvil.png")
     assert str(err).startswith("évil.png: not an image")
+
+
+@pytest.mark.parametrize("level", [65535, 0, 32768])
+def test_a_uniform_16bit_image_keeps_its_brightness(tmp_path: Path, level: int):
+    flat = Image.fromarray(np.full((80, 80), level, np.uint16))
+    image = read_image(_save(flat, tmp_path / "flat.png"))
+    np.testing.assert_allclose(image.pixels, level / 65535, rtol=1e-6)
+    assert "uniform image" in " ".join(image.warnings)

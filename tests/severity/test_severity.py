@@ -21,7 +21,6 @@ from severity_support import (
 from core.cli import main
 from core.features.zones import severity_feature_names, zone_features
 from core.io.images import read_image
-from core.learn.artifacts import save_artifacts
 from core.lungs.fields import LungFields, find_lung_fields, thorax_normalised
 from core.lungs.zones import ZONE_NAMES, zone_masks
 from core.severity.model import GRADE_CUTOFFS, SeverityModel
@@ -169,23 +168,36 @@ def test_more_opacity_in_a_zone_never_lowers_its_grade_or_the_score(real_model, 
 
 
 # -- the score command ---------------------------------------------------------------------------------------------
-def test_score_command_json_and_unreadable_file(phantom_model, tmp_path, capsys):
-    models = save_artifacts(tmp_path / "models", {"severity.joblib": phantom_model}, {"feature_set": "none"})
-    good = tmp_path / "chest.png"
-    Image.fromarray(np.round(opacified_phantom(21, (0.4, 0.0), (0.2, 0.0))[0] * 255).astype(np.uint8)).save(good)
+@pytest.fixture(scope="module")
+def saved_models():
+    """The default models: `score` reads films through the acceptance checks, which need them."""
+    from core.paths import default_models_dir
+
+    if not (default_models_dir() / "report.json").is_file():
+        pytest.skip(f"no trained model in {default_models_dir()}: run `python -m core train`")
+    return default_models_dir()
+
+
+def test_score_command_json_and_unreadable_file(saved_models, sample_png, tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image")
-    code = main(["score", str(good), str(bad), str(good), "--models", str(models), "--json"])
+    good = str(sample_png)
+    code = main(["score", good, str(bad), good, "--models", str(saved_models), "--json"])
     records = json.loads(capsys.readouterr().out)
     assert code == 1  # one file unreadable, the others still scored
-    assert [r["file"] for r in records] == ["chest.png", "broken.png", "chest.png"]
+    assert [r["file"] for r in records] == [sample_png.name, "broken.png", sample_png.name]
     assert set(records[0]) == {"file", "warnings"} | JSON_KEYS and records[0] == records[2]
     assert set(records[1]) == {"file", "error"}
-    assert main(["score", str(good), "--models", str(models)]) == 0
+    assert main(["score", good, "--models", str(saved_models)]) == 0
     assert "corona score" in capsys.readouterr().out
 
 
-def test_score_command_without_severity_model(tmp_path, capsys):
-    models = save_artifacts(tmp_path / "models", {}, {"feature_set": "none"})
+def test_score_command_without_severity_model(saved_models, tmp_path, capsys):
+    import shutil
+
+    models = shutil.copytree(saved_models, tmp_path / "models")
+    report = json.loads((models / "report.json").read_text())
+    del report["files"]["severity.skops"]
+    (models / "report.json").write_text(json.dumps(report))
     assert main(["score", str(tmp_path / "x.png"), "--models", str(models)]) == 2
-    assert "no severity model" in capsys.readouterr().err
+    assert "severity.skops not in report.json" in capsys.readouterr().err

@@ -223,6 +223,22 @@ def test_export_csv(store: WorklistStore) -> None:
     assert list(trail["action"]) == ["created", "created"] and list(trail["case"]) == [1, 2]
 
 
+@pytest.mark.parametrize("note", [" =1+1", "\u200b=HYPERLINK(\"http://x\")", "\u00a0@SUM(A1)", "\n-2+3",
+                                  "\ufeff+1", "\u3000=1", "\uff1d1+1"])
+def test_export_csv_neutralises_formulas_behind_blanks_and_invisible_characters(store: WorklistStore,
+                                                                                 note: str) -> None:
+    store.add_case(**case_fields(note=note))
+    exported = pd.read_csv(io.StringIO(store.export_csv()), keep_default_na=False)
+    assert exported["note"].iloc[0] == "'" + note
+
+
+def test_export_csv_leaves_ordinary_text_alone(store: WorklistStore) -> None:
+    store.add_case(**case_fields(note="bilateral opacities, -2 vs last week", patient_id="P-7"))
+    exported = pd.read_csv(io.StringIO(store.export_csv()), keep_default_na=False)
+    assert (exported["note"].iloc[0], exported["patient id"].iloc[0]) == ("bilateral opacities, -2 vs last week",
+                                                                         "P-7")
+
+
 def test_patient_series_is_chronological(store: WorklistStore) -> None:
     added = {
         "late": store.add_case(**case_fields(study_date="2020-03-20", offset_days=6.0)),
@@ -254,6 +270,65 @@ def test_audit_trail_is_append_only(store: WorklistStore, worklist_url: str) -> 
         direct.dispose()
     pd.testing.assert_frame_equal(store.audit_trail(), before)
     assert not [name for name in dir(store) if name.startswith(("delete", "remove", "drop"))]
+
+
+_AUDIT_COLUMNS = "id, case_id, at, who, action, from_status, to_status, note, case_version"
+
+
+@pytest.mark.parametrize("statement", [
+    # same id: REPLACE deletes the row and inserts another, and the DELETE trigger does not fire
+    f"REPLACE INTO audit_events ({_AUDIT_COLUMNS}) VALUES (1, :case, 'x', 'intruder', 'created', NULL, 'new', "
+    "NULL, 1)",
+    # a new id over an existing (case, version): the unique constraint's REPLACE would drop the real event
+    f"INSERT OR REPLACE INTO audit_events ({_AUDIT_COLUMNS}) VALUES (999, :case, 'x', 'intruder', 'status', "
+    "'new', 'cleared', NULL, 2)",
+    f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES (1, :case, 'x', 'intruder', 'created', NULL, 'new', "
+    "NULL, 1) ON CONFLICT (id) DO UPDATE SET who = 'intruder'",
+])
+def test_audit_events_refuse_replace_and_insert_over_a_row(store: WorklistStore, worklist_url: str,  # noqa: F811
+                                                            statement: str) -> None:
+    case_id = store.add_case(**case_fields())
+    store.update_status(case_id, "under review", who="dr.ada")
+    before = store.audit_trail()
+    if store.engine.dialect.name != "sqlite" and "REPLACE" in statement:
+        pytest.skip("REPLACE is SQLite syntax")
+    direct = create_engine(worklist_url)  # a plain connection, bypassing the store entirely
+    try:
+        with pytest.raises(exc.DBAPIError, match="append-only"):
+            with direct.begin() as conn:
+                conn.execute(text(statement), {"case": case_id})
+    finally:
+        direct.dispose()
+    pd.testing.assert_frame_equal(store.audit_trail(), before)
+
+
+def test_cases_refuse_replace_over_a_row(store: WorklistStore, worklist_url: str) -> None:  # noqa: F811
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("REPLACE is SQLite syntax")
+    case_id = store.add_case(**case_fields())
+    before = store.cases()
+    with sqlite3.connect(store.engine.url.database) as raw:  # foreign keys OFF: SQLite's default elsewhere
+        with pytest.raises(sqlite3.DatabaseError, match="REPLACE"):
+            raw.execute("REPLACE INTO cases SELECT * FROM cases WHERE id = ?", (case_id,))
+    raw.close()
+    pd.testing.assert_frame_equal(store.cases(), before)
+
+
+def test_no_connection_can_orphan_the_audit_trail(store: WorklistStore) -> None:
+    """Not the store's connections, not another program's (sqlite3 opens with foreign keys off)."""
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL always enforces foreign keys")
+    case_id = store.add_case(**case_fields())
+    with sqlite3.connect(store.engine.url.database) as raw:
+        assert raw.execute("PRAGMA foreign_keys").fetchone() == (0,)
+        with pytest.raises(sqlite3.DatabaseError, match="audit trail"):
+            raw.execute("DELETE FROM cases")
+        with pytest.raises(sqlite3.DatabaseError, match="unknown case"):
+            raw.execute(f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES (NULL, 4242, 'x', 'y', 'created', "
+                        "NULL, 'new', NULL, 1)")
+        assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
+    raw.close()
+    assert len(store.cases()) == 1 and len(store.audit_trail()) == 1
 
 
 def test_store_deleting_a_case_is_refused(store: WorklistStore) -> None:
@@ -381,3 +456,18 @@ def test_database_newer_than_program_is_refused(store: WorklistStore) -> None:
         conn.execute(text("INSERT INTO schema_version VALUES (99, 'from the future', 'x')"))
     with pytest.raises(WorklistError, match="schema version 99, newer than this program"):
         WorklistStore(store.url)
+
+
+def test_a_read_only_worklist_can_still_be_viewed(tmp_path) -> None:
+    """A database that cannot be written (read-only file system, permissions, or opened read-only) is shown."""
+    path = tmp_path / "w.db"
+    engine = worklist_schema.create_worklist_engine(f"sqlite:///{path}")
+    # written by a release without migration 3 (which only adds triggers): it is still pending
+    migrate(engine, migrations=tuple(m for m in MIGRATIONS if m.version != 3))
+    engine.dispose()
+    url = f"sqlite:///file:{path.as_posix()}?mode=ro&uri=true"
+    with WorklistStore(url) as store:
+        assert store.read_only and "read-only" in store.read_only
+        assert store.cases().empty and 3 not in store.applied_migrations()
+        with pytest.raises(WorklistError, match="read-only.*nothing was saved"):
+            store.add_case(**case_fields())
