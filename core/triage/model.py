@@ -133,9 +133,8 @@ class TriageModel:
             if ood > 1.0:
                 warnings.append(f"image unlike the training images (distance {ood:.1f}× the usual): "
                                 "the risk may not be reliable — is this a frontal chest X-ray?")
-        if not fields.quality.get("ok", True):
-            warnings.append("lung fields not found where expected (" + _quality_reason(fields.quality)
-                            + "): check that this is a frontal chest X-ray")
+        if fields.quality.get("warning"):  # the mask-quality check's text (core.lungs.quality)
+            warnings.append(fields.quality["warning"])
         refusal = refusal_reason(image, fields, ood)
         if refusal is not None:  # no risk at all rather than a number that means nothing
             return Prediction(file=image.source, error=f"{image.source}: not scored — {refusal}", warnings=warnings,
@@ -183,8 +182,3 @@ class TriageModel:
             if progress is not None:
                 progress((index + 1) / len(sources), f"scored {index + 1}/{len(sources)}")
         return results
-
-
-def _quality_reason(quality: dict) -> str:
-    parts = [f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in quality.items() if k != "ok"]
-    return ", ".join(parts) or "implausible shape"
