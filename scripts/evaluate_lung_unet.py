@@ -7,9 +7,10 @@ For every expert-masked image, the weights of the fold that left its patient out
 patient_group folds) find the lungs through the package's own ``find_lung_fields``; the mask, resampled to the
 image's size, is compared with the expert mask (Dice). Printed and written into ``models/lungs/lung-unet.json``:
 Dice mean and 10th percentile by mask source (v7labs, lungVAE) and overall, the classical finder's Dice on the same
-images, the forward-pass time, and the mask-quality ranges: for each quality measure, the 2.5th (or 97.5th)
-percentile over the out-of-fold masks with Dice >= 0.90, so that a measure flags about 1 in 40 good masks,
-with how many doubtful masks (Dice < 0.85) the check flags.
+images, the forward-pass time, and the mask-quality ranges: for each quality measure, the 1st (or 99th)
+percentile over the out-of-fold masks with Dice >= 0.90, so that a measure flags about 1 in 100 good masks,
+with how many doubtful masks (Dice < 0.85) the check flags. ``--from-table`` reuses a per-image table written by
+``--table`` (no re-measuring).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lung_folds import masked_images, patient_folds  # noqa: E402
 
 GOOD_DICE, DOUBTFUL_DICE = 0.90, 0.85
+RANGE_QUANTILE = 0.01  # share of good masks each measure may flag
 
 
 def load_weights(path: Path) -> LungNetwork:
@@ -81,8 +83,8 @@ def quality_ranges(table: pd.DataFrame) -> tuple[dict, dict]:
     for name, (low, high) in DEFAULT_RANGES.items():
         if name not in table:
             continue
-        ranges[name] = (None if low is None else round(float(good[name].quantile(0.025)), 3),
-                        None if high is None else round(float(good[name].quantile(0.975)), 3))
+        ranges[name] = (None if low is None else round(float(good[name].quantile(RANGE_QUANTILE)), 3),
+                        None if high is None else round(float(good[name].quantile(1 - RANGE_QUANTILE)), 3))
     flagged = table.apply(lambda r: bool(doubtful_measures(r.to_dict(), ranges)), axis=1)
     doubtful = table["dice"] < DOUBTFUL_DICE
     figures = {"flagged_good": round(float(flagged[table["dice"] >= GOOD_DICE].mean()), 3),
@@ -109,8 +111,9 @@ def main() -> None:
     ap.add_argument("--final", type=Path, required=True, help="weights trained on every masked image")
     ap.add_argument("--table", type=Path, default=None, help="write the per-image Dice here (CSV)")
     ap.add_argument("--no-install", action="store_true", help="only measure; leave models/lungs/ as it is")
+    ap.add_argument("--from-table", type=Path, default=None, help="per-image table of an earlier run (--table)")
     a = ap.parse_args()
-    table = measure(a.data, a.folds)
+    table = pd.read_csv(a.from_table) if a.from_table else measure(a.data, a.folds)
     if a.table:
         table.to_csv(a.table, index=False)
     ranges, flags = quality_ranges(table)
