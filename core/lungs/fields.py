@@ -37,7 +37,7 @@ from core.lungs.zones import zone_masks
 
 WORK_SIZE = 256
 # Bump when the lung localisation changes: it is part of the feature-cache key of everything computed on the lungs.
-LUNGS_VERSION = "3"
+LUNGS_VERSION = "4"
 
 # Total lung area (fraction of the working image) outside which a network mask is not used at all.
 _AREA_FRACTION_RANGE = (0.08, 0.60)

@@ -10,7 +10,8 @@ a 1×1 convolution, upsamples ×2 (nearest), concatenates the skip connection an
 is folded into the convolutions at export; every convolution but the 1×1 ones is followed by ReLU.
 
 Input: the working image (longest side 256 px, :func:`core.lungs.fields.to_working_size`) scaled so that its 1st and
-99th percentiles become 0 and 1, centred on a 256×256 black canvas. Output: lung probability at working size.
+99th percentiles (pixels at the image's minimum or maximum left out) become 0 and 1, centred on a 256×256 black
+canvas. Output: lung probability at working size.
 """
 
 from __future__ import annotations
@@ -155,12 +156,14 @@ class LungNetwork:
 def network_canvas(work: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     """The network's input: ``work`` scaled by its 1st/99th percentiles to [0, 1], centred on a black square.
 
-    Returns the (NET_SIZE, NET_SIZE) float32 canvas and the (top, left) offset of the image on it. The training
-    script builds its inputs with this same function.
+    The percentiles leave out pixels at the image's own minimum or maximum (black padding, saturated burned-in
+    labels), so a label in a corner does not rescale the lungs. Returns the (NET_SIZE, NET_SIZE) float32 canvas and
+    the (top, left) offset of the image on it. The training script builds its inputs with this same function.
     """
     height, width = work.shape
     top, left = (NET_SIZE - height) // 2, (NET_SIZE - width) // 2
-    low, high = np.percentile(work, [1, 99])
+    inner = work[(work > work.min()) & (work < work.max())]
+    low, high = np.percentile(inner if inner.size >= 16 else work, [1, 99])
     canvas = np.zeros((NET_SIZE, NET_SIZE), dtype=np.float32)
     canvas[top:top + height, left:left + width] = np.clip((work - low) / max(float(high - low), 1e-6), 0.0, 1.0)
     return canvas, (top, left)
