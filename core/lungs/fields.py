@@ -57,7 +57,8 @@ class LungFields:
         The working image, normalised per image (features are computed on it).
     quality : dict
         ``method`` (``network`` or ``classical``: the finder that gave the mask), ``fallback_reason``,
-        ``measures`` (:func:`core.lungs.quality.mask_measures`), ``ok`` and ``warning`` (the mask-quality check),
+        ``measures`` (:func:`core.lungs.quality.mask_measures`), ``reasons`` (plain-language, one per measure out
+        of range), ``ok`` and ``warning`` (the mask-quality check),
         ``lung_area_fraction``, ``left_right_ratio`` (image-left / image-right area), ``n_components``,
         ``mirrored`` / ``template`` (classical mask completed by a mirror image / an ellipse prior) and
         ``fallback_used`` (classical finder, mirror or template).
@@ -229,6 +230,7 @@ def find_lung_fields(pixels: np.ndarray, method: str = "auto", network: LungNetw
         "mirrored": bool(outline.mirrored and not use_network),
         "template": bool(outline.template and not use_network),
         "measures": {k: round(float(v), 4) for k, v in measures.items()},
+        "reasons": reasons,
         "ok": not reasons,
         "warning": quality_warning(reasons, finder),
     }
