@@ -1,4 +1,4 @@
-"""Command line: ``python -m core {summary,features,evaluate,train,contrasts,predict,score,bench} --help``."""
+"""Command line: ``python -m core {summary,features,evaluate,train,contrasts,predict,score,lungs,bench} --help``."""
 
 from __future__ import annotations
 
@@ -211,6 +211,7 @@ def cmd_predict(args) -> int:
 
 def cmd_score(args) -> int:
     from core.lungs.zones import ZONE_NAMES
+    from core.severity.brixia import BRIXIA_LETTERS
 
     model = _load_triage_model(args.models, risk=False)
     if model is None:
@@ -225,13 +226,57 @@ def cmd_score(args) -> int:
             if "error" in record:
                 print(f"{record['file']}: ERROR {record['error']}")
                 continue
-            grades = " ".join(f"{''.join(w[0].upper() for w in zone.split('_'))} {record['zones'][zone]}"
-                              for zone in ZONE_NAMES)
+            grades = " ".join(f"{letter} {record['zones'][zone]}" for letter, zone in zip(BRIXIA_LETTERS, ZONE_NAMES))
             print(f"{record['file']}: corona score {record['corona_score']:.0f}/100 — zone grades {grades} "
-                  f"(total {record['zone_total']}/18); extent {record['geographic_extent']:.1f}/8, "
+                  f"(Brixia total {record['brixia_total']}/18); extent {record['geographic_extent']:.1f}/8, "
                   f"opacity {record['opacity']:.1f}/6, affected {record['affected_fraction']:.0%}")
             for warning in record["warnings"]:
                 print(f"    warning: {warning}")
+    return 1 if any("error" in record for record in records) else 0
+
+
+def cmd_lungs(args) -> int:
+    """Write each image's lung mask to ``DIR/<stem>.png`` (input size, 0/255) and say which finder ran."""
+    import numpy as np
+    from PIL import Image
+
+    from core.io.images import read_image
+    from core.io.pixels import ImageReadError
+    from core.lungs.fields import find_lung_fields, mask_at_size
+
+    stems = [Path(p).stem for p in args.images]
+    repeated = sorted({s for s in stems if stems.count(s) > 1})
+    if repeated:
+        print(f"error: several inputs would write the same mask file: {', '.join(s + '.png' for s in repeated)}",
+              file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for path in args.images:
+        try:
+            image = read_image(str(path), name=Path(path).name)
+        except ImageReadError as exc:
+            records.append({"file": exc.source or Path(path).name, "error": str(exc)})
+            continue
+        fields = find_lung_fields(image.pixels, method=args.method)
+        target = args.out / f"{Path(path).stem}.png"
+        mask = mask_at_size(fields, image.pixels.shape)
+        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(target)
+        quality = fields.quality
+        records.append({"file": image.source, "mask": str(target), "method": quality["method"],
+                        "fallback_reason": quality["fallback_reason"], "ok": quality["ok"],
+                        "warning": quality["warning"], "measures": quality["measures"]})
+    if args.json:
+        print(json.dumps(records, indent=2))
+    for record in records:
+        if "error" in record:
+            print(f"{record['file']}: ERROR {record['error']}", file=sys.stderr if args.json else sys.stdout)
+        elif not args.json:
+            finder = record["method"] + (f" (fallback: {record['fallback_reason']})" if record["fallback_reason"]
+                                         else "")
+            print(f"{record['file']}: {record['mask']} — {finder}")
+            if record["warning"]:
+                print(f"    warning: {record['warning']}")
     return 1 if any("error" in record for record in records) else 0
 
 
@@ -315,6 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--json", action="store_true", help="print one JSON array")
     score.add_argument("--scheduler", default=None, metavar="ADDRESS")
     score.set_defaults(func=cmd_score)
+
+    lungs = commands.add_parser("lungs", help="write the lung mask of chest X-ray files (DIR/<stem>.png, 0/255)")
+    lungs.add_argument("images", nargs="+", type=Path)
+    lungs.add_argument("--out", type=Path, required=True, help="folder for the masks")
+    lungs.add_argument("--method", choices=("auto", "network", "classical"), default="auto",
+                       help="lung finder: the network with the classical fallback (default), or one of them")
+    lungs.add_argument("--json", action="store_true", help="print one JSON array (finder, quality, warning)")
+    lungs.set_defaults(func=cmd_lungs)
 
     bench = commands.add_parser("bench", help="speed and memory figures (features, ndf vs ours, predict, evaluate)")
     _add_common(bench, features=False)

@@ -25,6 +25,7 @@ from core.learn.orientation import fit_orientation_check
 from core.learn.training import data_fingerprint, fit_final_models
 from core.paths import portable_path
 from core.progress import Progress
+from core.severity.brixia import brixia_zone_scores
 from core.severity.fitting import fit_severity_model
 
 
@@ -253,7 +254,8 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
     say(0.6, "severity model (corona score)")
     every_image = load_dataset(data_dir).table  # all findings: the severity model and the orientation check
     try:  # every labelled image (other findings too) feeds the severity model; it needs the expert scores
-        severity_model, severity = fit_severity_model(every_image, n_jobs=n_jobs, random_state=random_state)
+        severity_model, severity = fit_severity_model(every_image, n_jobs=n_jobs, random_state=random_state,
+                                                      zone_scores=brixia_zone_scores(data_dir))
         artifacts[SEVERITY_FILE] = severity_model
     except ValueError as exc:  # e.g. a data set without expert scores: the classifiers are still saved
         severity = {"error": str(exc)}

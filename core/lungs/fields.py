@@ -1,10 +1,14 @@
-"""Classical lung-field localisation on frontal chest X-rays and the six Brixia-style zones.
+"""Lung fields of a frontal chest X-ray: the lung mask, its six Brixia zones and the per-image normalised image.
 
 Why: public COVID-19 and Normal images mostly come from different hospitals, so anything computed outside
 the lungs (burned-in text, markers, collimation borders, exposure) can identify the hospital rather than
 the disease.  Interpretable features are therefore computed on the lung fields only, on a per-image
-normalised intensity scale.  No pretrained segmentation network is available (offline), and no lung-mask
-ground truth exists here, so localisation is classical: intensity, morphology and anatomical priors.
+normalised intensity scale.
+
+Two finders: the lung network (:mod:`core.lungs.network`, a small U-Net trained on the expert masks of the reference
+data; cross-validated Dice in ``models/lungs/lung-unet.json``) and, as the fallback, the classical outline
+(:mod:`core.lungs.outline`: intensity, morphology and anatomical priors). Both run; ``quality["method"]`` says which
+one gave the mask, and their agreement is one of the mask-quality measures (:mod:`core.lungs.quality`).
 
 Conventions
 -----------
@@ -19,23 +23,24 @@ Conventions
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 from skimage.morphology import convex_hull_image
 
+from core.lungs.network import DEFAULT_WEIGHTS, LungNetwork, LungNetworkError
 from core.lungs.outline import SEG_SIZE, outline_lungs
+from core.lungs.quality import doubtful_measures, mask_measures, quality_warning
 from core.lungs.zones import zone_masks
 
 WORK_SIZE = 256
 # Bump when the lung localisation changes: it is part of the feature-cache key of everything computed on the lungs.
-LUNGS_VERSION = "2"
+LUNGS_VERSION = "4"
 
-# Plausible total lung area as a fraction of the working image (quality["ok"]).
+# Total lung area (fraction of the working image) outside which a network mask is not used at all.
 _AREA_FRACTION_RANGE = (0.08, 0.60)
-# Plausible ratio of the smaller to the larger lung area (the left lung is smaller: heart).
-_MIN_SIDE_RATIO = 0.30
 
 
 @dataclass
@@ -51,9 +56,12 @@ class LungFields:
     image : ndarray of float32, shape (h, w)
         The working image, normalised per image (features are computed on it).
     quality : dict
+        ``method`` (``network`` or ``classical``: the finder that gave the mask), ``fallback_reason``,
+        ``measures`` (:func:`core.lungs.quality.mask_measures`), ``reasons`` (plain-language, one per measure out
+        of range), ``ok`` and ``warning`` (the mask-quality check),
         ``lung_area_fraction``, ``left_right_ratio`` (image-left / image-right area), ``n_components``,
-        ``mirrored`` (a lung completed by the other's mirror image), ``template`` (ellipse prior used),
-        ``fallback_used`` (either) and ``ok`` (no template, plausible total area and side balance).
+        ``mirrored`` / ``template`` (classical mask completed by a mirror image / an ellipse prior) and
+        ``fallback_used`` (classical finder, mirror or template).
     scale : float
         Original pixels per working pixel.
     midline : int
@@ -137,61 +145,148 @@ def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(image) > 127
 
 
-def find_lung_fields(pixels: np.ndarray) -> LungFields:
+def find_lung_fields(pixels: np.ndarray, method: str = "auto", network: LungNetwork | None = None) -> LungFields:
     """Locate both lung fields and their six zones on a frontal chest X-ray.
 
     Parameters
     ----------
     pixels : ndarray of float32, shape (H, W)
         Grayscale image in [0, 1], MONOCHROME2 (air dark).  Any size >= 64 px, any aspect ratio.
+    method : {"auto", "network", "classical"}
+        ``auto``: the lung network's mask, unless the network is unavailable or its mask is not two lungs of a
+        plausible size, then the classical outline's; ``network`` / ``classical``: that finder only (the other
+        still runs for the agreement measure when available).
+    network : LungNetwork, optional
+        Weights to use instead of the shipped ones (e.g. a cross-validation fold's, to measure it).
 
     Returns
     -------
     LungFields
-        At working resolution (longest side ``WORK_SIZE``).
+        At working resolution (longest side ``WORK_SIZE``).  ``quality`` holds ``method`` (the finder that gave
+        the mask), ``fallback_reason`` (why the network's mask was not used, else None), the mask-quality
+        ``measures``, ``ok`` (no measure out of its plausible range) and ``warning`` (the text shown to the reader,
+        None when ok), plus ``lung_area_fraction``, ``left_right_ratio``, ``n_components``, ``mirrored`` and
+        ``template`` (classical mask completed by a mirror image / ellipse prior) and ``fallback_used``.
 
     Notes
     -----
-    Deterministic, no learned parameters:
-
-    1. the lungs are outlined on a copy with longest side 128 px by ``core.lungs.outline.outline_lungs``
-       (grey-level basins + star-shaped dynamic-programming contours + mirror/ellipse fallbacks); air
-       outside the body, collimation frames and burned-in text drain to the image edge and are never
-       part of a lung;
-    2. the mask is resampled to the working size and split into zones (``zone_masks``);
-    3. the working image is normalised by its 1st and 99th percentiles inside the convex hull of the lungs
-       (darkest lung, brightest mediastinum/spine), so its scale does not depend on how much air, text,
-       markers or border surround the thorax;
-    4. small saturated specks inside the lungs (ECG electrodes, markers, crossing wires: at the top of
-       both the thorax's and the whole image's range, smaller than 1 % of the lung area) are removed
-       from the mask.
+    1. the classical outline is found on a copy with longest side 128 px (``core.lungs.outline.outline_lungs``:
+       grey-level basins, star-shaped contours, mirror/ellipse fallbacks);
+    2. the lung network gives a probability per working pixel (:class:`core.lungs.network.LungNetwork`); its
+       mask is the probability above one half, holes filled, keeping the two largest parts;
+    3. the chosen mask is split into zones (``zone_masks``); the working image is normalised by its 1st and 99th
+       percentiles inside the convex hull of the lungs, so its scale does not depend on how much air, text,
+       markers or border surround the thorax; small saturated specks inside the lungs (ECG electrodes, markers:
+       at the top of both the thorax's and the whole image's range, smaller than 1 % of the lung area) are
+       removed from the mask;
+    4. the mask-quality measures (:func:`core.lungs.quality.mask_measures`) are compared with their plausible
+       ranges.
     """
+    if method not in ("auto", "network", "classical"):
+        raise ValueError(f"unknown lung finder {method!r}; choose auto, network or classical")
     work, scale = to_working_size(pixels)
     outline = outline_lungs(to_working_size(work, SEG_SIZE)[0])
-    mirrored, template = outline.mirrored, outline.template
-    mask = _resize_mask(outline.mask, work.shape)
-    work_midline = int(round((outline.midline + 0.5) * work.shape[1] / outline.mask.shape[1] - 0.5))
-    zones = zone_masks(mask, work_midline)
+    classical_mask = _resize_mask(outline.mask, work.shape)
+    classical_midline = int(round((outline.midline + 0.5) * work.shape[1] / outline.mask.shape[1] - 0.5))
+
+    if method == "classical":
+        network, fallback_reason = None, "classical finder requested"
+    elif network is not None:
+        fallback_reason = None
+    else:
+        network, fallback_reason = default_network()
+    probability = network_mask = None
+    if network is not None:
+        probability = network.probability(work)
+        network_mask = network_lung_mask(probability)
+        if method == "auto":
+            fallback_reason = _implausible(network_mask)
+    if method == "network" and network is None:
+        raise LungNetworkError(fallback_reason)
+    use_network = network_mask is not None and (method == "network" or fallback_reason is None)
+    if use_network:
+        mask, midline, finder, other = network_mask, None, "network", classical_mask
+    else:
+        mask, midline, finder, other = classical_mask, classical_midline, "classical", network_mask
+    zones = zone_masks(mask, midline)
+    midline = _midline_of(zones) if midline is None else midline
 
     image = _normalised_in_thorax(work, mask)
-    mask &= ~_saturated_specks(work, image, mask)
+    mask = mask & ~_saturated_specks(work, image, mask)
     zones[~mask] = 0
+    measures = mask_measures(mask, probability if use_network else None, other)
+    ranges = network.meta.get("quality_ranges") if network is not None else None
+    reasons = doubtful_measures(measures, ranges)
+    if outline.template and not use_network:
+        reasons.append("no lung outline was found, an average lung shape stands in")
     image_left = int(np.count_nonzero(zones[zones > 0] <= 3))
     image_right = int(np.count_nonzero(zones > 3))
     quality = {
+        "method": finder,
+        "fallback_reason": None if use_network else fallback_reason,
         "lung_area_fraction": float(mask.mean()),
         "left_right_ratio": image_left / image_right if image_right else float("nan"),
         "n_components": int(ndi.label(mask)[1]),
-        "mirrored": bool(mirrored),
-        "template": bool(template),
-        "fallback_used": bool(mirrored or template),
+        "mirrored": bool(outline.mirrored and not use_network),
+        "template": bool(outline.template and not use_network),
+        "measures": {k: round(float(v), 4) for k, v in measures.items()},
+        "reasons": reasons,
+        "ok": not reasons,
+        "warning": quality_warning(reasons, finder),
     }
-    quality["ok"] = bool(
-        not template
-        and _AREA_FRACTION_RANGE[0] <= quality["lung_area_fraction"] <= _AREA_FRACTION_RANGE[1]
-        and min(image_left, image_right) >= _MIN_SIDE_RATIO * max(image_left, image_right)
-    )
-    return LungFields(mask=mask, zones=zones, image=image, quality=quality, scale=scale, midline=work_midline)
+    quality["fallback_used"] = bool(quality["mirrored"] or quality["template"] or not use_network)
+    return LungFields(mask=mask, zones=zones, image=image, quality=quality, scale=scale, midline=midline)
+
+
+@lru_cache(maxsize=1)
+def default_network() -> tuple[LungNetwork | None, str | None]:
+    """The shipped lung network, loaded once per process, or (None, why not)."""
+    try:
+        return LungNetwork.load(DEFAULT_WEIGHTS), None
+    except (LungNetworkError, OSError, ValueError, KeyError) as exc:
+        return None, f"lung network unavailable: {exc}"
+
+
+def network_lung_mask(probability: np.ndarray) -> np.ndarray:
+    """The network's lung mask: probability above one half, holes filled, the two largest parts kept (a part
+    smaller than a tenth of the largest is noise)."""
+    labels, count = ndi.label(probability > 0.5)
+    if count == 0:
+        return np.zeros(probability.shape, dtype=bool)
+    sizes = np.bincount(labels.ravel())[1:]
+    largest = np.argsort(sizes)[::-1][:2]
+    keep = [k + 1 for k in largest if sizes[k] >= 0.1 * sizes[largest[0]]]
+    return ndi.binary_fill_holes(np.isin(labels, keep))
+
+
+def _implausible(mask: np.ndarray) -> str | None:
+    """Why a network mask cannot be two lungs (then the classical outline is used), or None."""
+    parts = ndi.label(mask)[1]
+    fraction = float(mask.mean())
+    if parts < 2:
+        return f"the lung network found {parts} lung(s)"
+    if not _AREA_FRACTION_RANGE[0] <= fraction <= _AREA_FRACTION_RANGE[1]:
+        return f"the lung network's lungs cover {fraction:.0%} of the image"
+    return None
+
+
+def _midline_of(zones: np.ndarray) -> int:
+    """Column halfway between the innermost columns of the two lungs."""
+    cols = np.nonzero(zones)[1]
+    right_lung, left_lung = cols[zones[zones > 0] <= 3], cols[zones[zones > 0] > 3]
+    if right_lung.size == 0 or left_lung.size == 0:
+        return zones.shape[1] // 2
+    return int(round((right_lung.max() + left_lung.min()) / 2))
+
+
+def mask_at_size(fields: LungFields, shape: tuple[int, int]) -> np.ndarray:
+    """The lung mask resampled to ``shape`` (the original image's (H, W)): bilinear, threshold one half.
+
+    Returns
+    -------
+    ndarray of bool, shape ``shape``
+    """
+    return _resize_mask(fields.mask, tuple(shape))
 
 
 def thorax_normalised(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:

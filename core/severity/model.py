@@ -3,7 +3,10 @@
 - Zone severity ``s_z`` in [0, 1]: the zone's opacity features (:mod:`core.features.zones`) as robust z-scores
   against the same zone of Normal films, weighted by weights shared by all zones and without intercept, so a zone
   that looks like the median Normal zone scores 0 and a fully involved white zone scores 1.
-- Corona score (0–100) = ``100 * mean(s_z)``; zone grades 0–3 = nearest whole number of ``3 * s_z``.
+- Corona score (0–100) = ``100 * mean(s_z)``: a continuous summary anchored at Normal lungs (0).
+- Zone grades 0–3 on the Brixia scale (A–F = ``ZONE_NAMES`` order), regressed on the zone features and fitted to a
+  senior radiologist's zone scores (:mod:`core.severity.brixia`); ``brixia_total`` (0–18) is their sum. A model
+  fitted without Brixia scores falls back to the nearest whole number of ``3 * s_z``.
 - ``geographic_extent`` (0–8) and ``opacity`` (0–6), the expert scales of the reference data, from a regressor on
   the zone z-scores and lung geometry chosen by patient-grouped cross-validation; ``affected_fraction`` =
   extent / 8. Read them as "how severe, if this is COVID-19 pneumonia".
@@ -28,10 +31,12 @@ from sklearn.preprocessing import StandardScaler
 from core.features.zones import ZONE_FEATURES, severity_feature_names, zone_features
 from core.lungs.fields import LungFields, find_lung_fields
 from core.lungs.zones import ZONE_NAMES
+from core.severity.brixia import SENIOR_COLUMNS, ZoneGradeRegressor, grades_from_values, zone_design
 
-SEVERITY_VERSION = "1"
+SEVERITY_VERSION = "2"
 ZONE_COUNT = len(ZONE_NAMES)
-GRADE_CUTOFFS = (1 / 6, 1 / 2, 5 / 6)  # zone severity -> grade 0..3 (nearest whole number of 3 * s)
+GRADE_CUTOFFS = (1 / 6, 1 / 2, 5 / 6)  # without Brixia scores: zone severity -> grade 0..3 (nearest of 3 * s)
+MIN_GRADED = 10  # Brixia-graded images needed to fit the zone-grade regressor
 EXTENT_MAX, OPACITY_MAX = 8.0, 6.0
 Z_CAP = 6.0
 
@@ -46,13 +51,25 @@ class SeverityResult:
     geographic_extent: float
     opacity: float
     affected_fraction: float
+    corona_score_sd: float | None = None      # test-retest noise of the score (points), measured at fitting
+    normal_range: tuple[float, float] | None = None  # corona scores of Normal films of several sites (p5, p95)
+    lung_finder: str | None = None            # "network" or "classical": which finder gave the lung mask
+    mask_warning: str | None = None           # the mask-quality warning, None when the mask looks right
+
+    @property
+    def brixia_total(self) -> int:
+        """Sum of the six zone grades, 0–18."""
+        return int(sum(self.zone_grades.values()))
 
     def to_json(self) -> dict:
         """The fields merged into a ``predict --json`` record (also what ``python -m core score --json`` prints)."""
         return {"corona_score": round(self.corona_score, 1), "zones": dict(self.zone_grades),
-                "zone_total": int(sum(self.zone_grades.values())),
+                "brixia_total": self.brixia_total,
+                "corona_score_sd": None if self.corona_score_sd is None else round(self.corona_score_sd, 2),
+                "normal_range": None if self.normal_range is None else [round(v, 1) for v in self.normal_range],
                 "geographic_extent": round(self.geographic_extent, 2), "opacity": round(self.opacity, 2),
-                "affected_fraction": round(self.affected_fraction, 3)}
+                "affected_fraction": round(self.affected_fraction, 3), "lung_finder": self.lung_finder,
+                "mask_warning": self.mask_warning}
 
 
 class SeverityModel(BaseEstimator):
@@ -78,10 +95,15 @@ class SeverityModel(BaseEstimator):
     zone_weights_ : ndarray, shape (len(ZONE_FEATURES),)
         Shared by the six zones, applied to the zone's z-scores (no intercept: Normal medians -> severity 0).
     extent_model_, opacity_model_ : fitted regressors
+    grade_model_ : ZoneGradeRegressor or None
+        Brixia zone grades fitted to the senior radiologist (None without >= MIN_GRADED graded images).
     selection_ : dict
         Grouped-CV mean absolute error of every candidate, per target, and the chosen one.
     noise_sd_ : float
         Measured noise of the corona score in points; set by :func:`fit_severity_model` (not by ``fit``).
+    normal_range_ : tuple of float
+        5th and 95th percentile of the out-of-fold corona score of Normal films (several sites); set by
+        :func:`fit_severity_model`.
     """
 
     def __init__(self, zone_alpha: float = 100.0, ridge_alphas: Sequence[float] = (3.0, 10.0, 30.0, 100.0, 300.0),
@@ -102,7 +124,8 @@ class SeverityModel(BaseEstimator):
             :func:`zone_feature_table` rows.
         y : DataFrame
             ``label`` (``Normal`` rows define the reference), ``geographic_extent`` and ``opacity`` (expert scores;
-            NaN where not scored — only scored rows train the zone weights and regressors).
+            NaN where not scored — only scored rows train the zone weights and regressors), optionally the senior
+            radiologist's Brixia zone grades ``brixia_senior_A`` … ``_F`` (NaN where not graded).
         groups : sequence, optional
             Patient of each row, for the grouped model choice (each row its own patient by default).
         """
@@ -123,10 +146,20 @@ class SeverityModel(BaseEstimator):
         self.zone_weights_ = self._fit_zone_weights(self._zone_z_scores(values[scored]), target)
 
         design = self._design(values[scored])
+        groups_all = groups
         groups = np.asarray(groups)[scored] if groups is not None else np.arange(int(scored.sum()))
         self.selection_ = {}
         self.extent_model_ = self._choose(design, extent[scored], groups, "geographic_extent")
         self.opacity_model_ = self._choose(design, opacity[scored], groups, "opacity")
+        self.grade_model_ = None
+        if set(SENIOR_COLUMNS) <= set(y.columns):
+            senior = y[list(SENIOR_COLUMNS)].to_numpy(dtype=float)
+            graded = np.isfinite(senior).all(axis=1)
+            if graded.sum() >= MIN_GRADED:
+                all_groups = np.asarray(groups_all) if groups_all is not None else np.arange(len(values))
+                self.grade_model_ = ZoneGradeRegressor(random_state=self.random_state).fit(
+                    self._grade_design(values[graded]), senior[graded], all_groups[graded])
+                self.selection_["brixia_grades"] = self.grade_model_.selection_
         return self
 
     def _fit_zone_weights(self, zones: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -185,20 +218,32 @@ class SeverityModel(BaseEstimator):
     def _design(self, values: np.ndarray) -> np.ndarray:
         return np.column_stack([self._z_scores(values), self.zone_severity(values)])
 
+    def _grade_design(self, values: np.ndarray) -> np.ndarray:
+        return zone_design(self._zone_z_scores(values), self._z_scores(values)[:, ZONE_COUNT * len(ZONE_FEATURES):])
+
+    def zone_grades(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Brixia zone values (continuous, 0–3) and whole grades, each (n, 6) in ``ZONE_NAMES`` (A–F) order."""
+        if getattr(self, "grade_model_", None) is None:
+            continuous = 3.0 * self.zone_severity(values)
+            return continuous, np.digitize(continuous / 3.0, GRADE_CUTOFFS)
+        continuous = self.grade_model_.predict(self._grade_design(values))
+        return continuous, grades_from_values(continuous)
+
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Per row: ``corona_score``, ``geographic_extent``, ``opacity``, ``affected_fraction``, ``zone_total``, and
-        ``severity_<zone>`` / ``grade_<zone>`` for the six zones."""
+        """Per row: ``corona_score``, ``geographic_extent``, ``opacity``, ``affected_fraction``, ``brixia_total``, and
+        ``severity_<zone>`` / ``grade_value_<zone>`` (continuous 0–3) / ``grade_<zone>`` for the six zones."""
         values = X[severity_feature_names()].to_numpy(dtype=float)
         severity = self.zone_severity(values)
         design = self._design(values)
         extent = np.clip(self.extent_model_.predict(design), 0.0, EXTENT_MAX)
-        grades = np.digitize(severity, GRADE_CUTOFFS)
+        continuous, grades = self.zone_grades(values)
         table = pd.DataFrame({"corona_score": 100.0 * severity.mean(axis=1), "geographic_extent": extent,
                               "opacity": np.clip(self.opacity_model_.predict(design), 0.0, OPACITY_MAX),
-                              "affected_fraction": extent / EXTENT_MAX, "zone_total": grades.sum(axis=1)},
+                              "affected_fraction": extent / EXTENT_MAX, "brixia_total": grades.sum(axis=1)},
                              index=X.index)
         for k, zone in enumerate(ZONE_NAMES):
             table[f"severity_{zone}"] = severity[:, k]
+            table[f"grade_value_{zone}"] = continuous[:, k]
             table[f"grade_{zone}"] = grades[:, k]
         return table
 
@@ -219,6 +264,8 @@ class SeverityModel(BaseEstimator):
             zone_severity={zone: float(row[f"severity_{zone}"]) for zone in ZONE_NAMES},
             zone_grades={zone: int(row[f"grade_{zone}"]) for zone in ZONE_NAMES},
             corona_score=float(row["corona_score"]), geographic_extent=float(row["geographic_extent"]),
-            opacity=float(row["opacity"]), affected_fraction=float(row["affected_fraction"]))
+            opacity=float(row["opacity"]), affected_fraction=float(row["affected_fraction"]),
+            corona_score_sd=getattr(self, "noise_sd_", None), normal_range=getattr(self, "normal_range_", None),
+            lung_finder=fields.quality.get("method"), mask_warning=fields.quality.get("warning"))
 
 

@@ -44,11 +44,12 @@ def perturb(pixels: np.ndarray, rng: np.random.Generator, *, max_rotation_deg: f
     return np.clip(moved, 0.0, 1.0).astype(np.float32) ** np.float32(gamma)
 
 
-def _scores_under_perturbation(model, path: str, n_perturbations: int, seed: int) -> list[float]:
+def _scores_under_perturbation(model, path: str, n_perturbations: int, seed: int) -> list[tuple[float, float]]:
     pixels = read_image(path).pixels
     rng = np.random.default_rng(seed)
     images = [pixels] + [perturb(pixels, rng) for _ in range(n_perturbations)]
-    return [model.assess(image, find_lung_fields(image)).corona_score for image in images]
+    results = [model.assess(image, find_lung_fields(image)) for image in images]
+    return [(result.corona_score, float(sum(result.zone_grades.values()))) for result in results]
 
 
 def perturbation_noise(model, paths: Sequence[str | os.PathLike], *, n_perturbations: int = 4,
@@ -67,13 +68,19 @@ def perturbation_noise(model, paths: Sequence[str | os.PathLike], *, n_perturbat
     Returns
     -------
     dict
-        ``noise_sd`` (points), ``n_images``, ``n_perturbations``, ``median_image_sd`` and ``method``.
+        ``noise_sd`` (corona-score points), ``median_image_sd``, ``brixia_total_sd`` (0–18 points),
+        ``detectable_change`` and ``detectable_change_brixia`` (the smallest difference between two images that
+        exceeds the noise: 1.96 x sqrt(2) x sd), ``n_images``, ``n_perturbations`` and ``method``.
     """
     seeds = np.random.default_rng(random_state).integers(0, 2**31, size=len(paths))
     scores = Parallel(n_jobs=n_jobs)(delayed(_scores_under_perturbation)(model, str(p), n_perturbations, int(s))
                                      for p, s in zip(paths, seeds))
-    variances = np.array([np.var(s, ddof=1) for s in scores])
-    return {"noise_sd": float(np.sqrt(variances.mean())), "n_images": len(paths), "n_perturbations": n_perturbations,
-            "median_image_sd": float(np.median(np.sqrt(variances))),
+    scores = np.asarray(scores, dtype=float)  # (n_images, 1 + n_perturbations, [corona, brixia total])
+    variances = np.var(scores, axis=1, ddof=1)
+    noise_sd, brixia_sd = np.sqrt(variances.mean(axis=0))
+    return {"noise_sd": float(noise_sd), "n_images": len(paths), "n_perturbations": n_perturbations,
+            "median_image_sd": float(np.median(np.sqrt(variances[:, 0]))), "brixia_total_sd": float(brixia_sd),
+            "detectable_change": float(1.96 * np.sqrt(2) * noise_sd),
+            "detectable_change_brixia": float(1.96 * np.sqrt(2) * brixia_sd),
             "method": "pooled within-image sd of the corona score over the original and perturbed copies "
                       "(rotation ±3°, zoom ±5 %, shift ±2 %, gamma ×e^±0.1; lungs found again on each)"}

@@ -98,3 +98,56 @@ def patient_trends(table: pd.DataFrame, scores: pd.Series, noise_sd: float | Non
                      "verdict": verdict["verdict"], "change": verdict.get("change"),
                      "threshold": verdict.get("threshold")})
     return pd.DataFrame(rows)
+
+
+def _least_squares_change(times: np.ndarray, values: np.ndarray) -> float:
+    centred = times - times.mean()
+    return float(np.sum(centred * (values - values.mean())) / np.sum(centred**2) * np.ptp(times))
+
+
+def trend_agreement(series: pd.DataFrame, *, noise_sd: float, expert_band: float, z: float = Z_CRITICAL) -> dict:
+    """How the trend verdict agrees with the experts' own trend over the same dated images.
+
+    Parameters
+    ----------
+    series : DataFrame
+        Columns ``patient`` (series key), ``time`` (days), ``corona_score`` (the tool's score, 0–100, e.g. out of
+        fold) and ``expert`` (the experts' score on the same 0–100 scale); rows with a missing value are ignored.
+    noise_sd : float
+        The score's test–retest noise (points), as :func:`trend` uses it.
+    expert_band : float
+        Least-squares change (first to last image, 0–100 points) within which the experts' trend counts as stable.
+    z : float
+
+    Returns
+    -------
+    dict
+        ``n_series`` (patients with images on >= 2 days), ``agreement`` (share of identical verdicts),
+        ``cohen_kappa``, ``direction_agreement`` (among series both call worsening or improving, the share in the
+        same direction; NaN without any), ``confusion`` (counts, expert verdict -> tool verdict) and ``series``
+        (per patient: days, tool and expert verdicts and changes).
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    rows = []
+    complete = series.dropna(subset=["time", "corona_score", "expert"])
+    for patient, images in complete.groupby("patient", sort=True):
+        if images["time"].nunique() < 2:
+            continue
+        images = images.sort_values("time")
+        tool = trend(images[["time", "corona_score"]], noise_sd=noise_sd, z=z)
+        change = _least_squares_change(images["time"].to_numpy(float), images["expert"].to_numpy(float))
+        expert = "worsening" if change > expert_band else "improving" if change < -expert_band else "stable"
+        rows.append({"patient": patient, "days": images["time"].tolist(), "tool": tool["verdict"],
+                     "tool_change": tool["change"], "expert": expert, "expert_change": round(change, 2)})
+    table = pd.DataFrame(rows, columns=["patient", "days", "tool", "expert", "tool_change", "expert_change"])
+    if table.empty:
+        return {"n_series": 0}
+    both_moving = table[(table["tool"] != "stable") & (table["expert"] != "stable")]
+    confusion = pd.crosstab(table["expert"], table["tool"]).reindex(index=VERDICTS, columns=VERDICTS, fill_value=0)
+    return {"n_series": int(len(table)), "agreement": float((table["tool"] == table["expert"]).mean()),
+            "cohen_kappa": float(cohen_kappa_score(table["expert"], table["tool"], labels=list(VERDICTS))),
+            "direction_agreement": float((both_moving["tool"] == both_moving["expert"]).mean())
+            if len(both_moving) else float("nan"),
+            "confusion": {f"expert {e}": {f"tool {t}": int(confusion.loc[e, t]) for t in VERDICTS} for e in VERDICTS},
+            "series": table.to_dict(orient="records")}

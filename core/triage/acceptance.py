@@ -70,7 +70,9 @@ def acceptance(image: XRayImage, fields: LungFields, distance_ratio: float,
     if distance_ratio > 1.0:
         verdict.warnings.append(f"image unlike the training images (distance {distance_ratio:.1f}× the usual): "
                                 "the risk may not be reliable — is this a frontal chest X-ray?")
-    if not fields.quality.get("ok", True):
+    if fields.quality.get("warning"):  # the mask-quality check's own words (core.lungs.quality)
+        verdict.warnings.append(fields.quality["warning"])
+    elif not fields.quality.get("ok", True):
         verdict.warnings.append("lung fields not found where expected (" + _quality_reason(fields.quality)
                                 + "): check that this is a frontal chest X-ray")
     if orientation is not None and orientation.warning:

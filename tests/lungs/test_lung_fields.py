@@ -1,4 +1,5 @@
-"""Lung-field localisation and zones: synthetic phantoms with known lungs, plus a few real images."""
+"""Lung-field localisation and zones: synthetic phantoms with known lungs (the classical finder's geometry), plus
+real images (both finders).  The network against the expert masks: tests/lungs/test_lung_network.py."""
 
 from __future__ import annotations
 
@@ -29,20 +30,21 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("shape", [(256, 256), (512, 512), (300, 200), (200, 300), (64, 64), (64, 100)])
 def test_phantom_lungs_found_at_any_size_and_aspect(shape):
     pixels, (image_left, image_right) = chest_phantom(*shape)
-    fields = find_lung_fields(pixels)
+    fields = find_lung_fields(pixels, method="classical")  # phantom lungs are ellipses, not anatomy: classical
     assert max(fields.mask.shape) == WORK_SIZE
     assert fields.mask.shape[0] / fields.mask.shape[1] == pytest.approx(shape[0] / shape[1], rel=0.03)
     assert fields.scale == pytest.approx(max(shape) / WORK_SIZE)
     for truth, zone_ids in ((image_left, (1, 2, 3)), (image_right, (4, 5, 6))):
         found = np.isin(fields.zones, zone_ids)
         assert dice(found, at_working_size(truth, fields.mask.shape)) >= 0.8
-    assert fields.quality["ok"] and not fields.quality["fallback_used"]
-    assert fields.quality["n_components"] == 2
+    assert fields.quality["ok"] and not (fields.quality["mirrored"] or fields.quality["template"])
+    assert fields.quality["n_components"] == 2 and fields.quality["method"] == "classical"
 
 
-def test_burned_in_text_is_never_lung():
+@pytest.mark.parametrize("method", ["auto", "classical"])
+def test_burned_in_text_is_never_lung(method):
     pixels, _ = chest_phantom(300, 260)
-    fields = find_lung_fields(pixels)
+    fields = find_lung_fields(pixels, method=method)
     text = np.zeros(pixels.shape, dtype=bool)
     text[int(0.03 * 300) : int(0.08 * 300), int(0.04 * 260) : int(0.22 * 260)] = True
     assert not (fields.mask & at_working_size(text, fields.mask.shape)).any()
@@ -110,12 +112,14 @@ def _real_images(cxr_dir, cxr_manifest, per_label: int = 3):
 
 
 def test_real_images_have_plausible_lungs(cxr_dir, cxr_manifest):
-    for name, pixels in _real_images(cxr_dir, cxr_manifest):
+    for index, (name, pixels) in enumerate(_real_images(cxr_dir, cxr_manifest)):
         fields = find_lung_fields(pixels)
         quality = fields.quality
         assert fields.mask.shape == to_working_size(pixels)[0].shape, name
         assert 0.08 <= quality["lung_area_fraction"] <= 0.6, name
-        assert quality["ok"], name
+        assert quality["ok"] == (quality["warning"] is None), name
+        if index < 3:  # the Normal films; two of the COVID-19 ones (a decubitus film, cut-short bases) are doubtful
+            assert quality["ok"] and quality["method"] == "network", name
         height = fields.mask.shape[0]
         for zone_ids in ((1, 2, 3), (4, 5, 6)):
             side = np.isin(fields.zones, zone_ids)
