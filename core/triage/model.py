@@ -1,10 +1,13 @@
 """Score one chest X-ray with the saved models: per-model probabilities, calibrated consensus, flag, warnings.
 
-:class:`TriageModel` is what the command line (``predict``) and the dashboard's Review page use.
+:class:`TriageModel` is what the command line (``predict``, ``validate``) and the dashboard's Review page use. With a
+site profile (:mod:`core.learn.site_profile`) the risk is the site's recalibrated risk and the flag its threshold;
+every prediction says which profile produced it, or that the tool is not validated at this site.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,8 +23,9 @@ from core.io.images import ImageReadError, XRayImage, read_image
 from core.learn.artifacts import load_artifacts, model_file_name, read_report
 from core.learn.flag import FlagRule
 from core.learn.models import MODEL_NAMES
+from core.learn.site_profile import NOT_VALIDATED, SiteProfile, load_site_profile, models_fingerprint
 from core.lungs.fields import LungFields, find_lung_fields
-from core.paths import default_models_dir
+from core.paths import default_models_dir, default_site_profile
 from core.progress import Progress
 from core.triage.acceptance import refusal_reason
 
@@ -33,9 +37,11 @@ class Prediction:
     """What the tool says about one image (or why it could not say anything)."""
 
     file: str
-    risk: float | None = None                 # calibrated consensus P(COVID-19), 0–1
+    risk: float | None = None                 # calibrated consensus P(COVID-19), 0–1 (the site's, with a profile)
     flagged: bool | None = None               # risk >= operating threshold
     threshold: float | None = None
+    site_profile: dict | None = None          # the site profile behind risk and threshold; None: not validated here
+    model_risk: float | None = None           # consensus risk before the site recalibration (with a profile only)
     per_model: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
@@ -59,10 +65,19 @@ class Prediction:
                   "per_model": {k: round(v, 4) for k, v in self.per_model.items()},
                   "warnings": list(self.warnings),
                   "out_of_distribution": round(self.out_of_distribution, 3),
-                  "top_features": self.top_features}
+                  "top_features": self.top_features,
+                  "site_profile": self.site_profile, "calibration": self.calibration_statement()}
+        if self.model_risk is not None:
+            record["model_risk"] = round(self.model_risk, 4)
         if self.severity is not None:
             record.update(self.severity)
         return record
+
+    def calibration_statement(self) -> str:
+        """Which site profile produced the verdict, or "not validated at this site"."""
+        if self.site_profile is None:
+            return NOT_VALIDATED
+        return f'site profile "{self.site_profile["name"]}" (id {self.site_profile["id"]})'
 
 
 CONSENSUS_FILE = "consensus.joblib"
@@ -74,17 +89,18 @@ class TriageModel:
 
     Load with :meth:`load`; it verifies the files against the training report first. A model loaded for the
     corona score only (``risk=False``) has no classifiers: its predictions carry ``severity`` and no ``risk``,
-    but go through the same reading and acceptance checks.
+    but go through the same reading and acceptance checks. ``site_profile`` (see :meth:`with_site_profile`)
+    recalibrates the risk and replaces the threshold.
     """
 
-    def __init__(self, artifacts: dict, report: dict, models_dir: Path):
+    def __init__(self, artifacts: dict, report: dict, models_dir: Path, site_profile: SiteProfile | None = None):
         names = [model_file_name(name) for name in MODEL_NAMES]
         self.models = ({name: artifacts[file] for name, file in zip(MODEL_NAMES, names)}
                        if all(file in artifacts for file in names) else None)
         consensus = artifacts.get(CONSENSUS_FILE)
         self.calibrator = consensus["calibrator"] if consensus else None
-        self.flag_rule = (FlagRule(float(consensus["threshold"]), report["consensus"].get("target_sensitivity"))
-                          if consensus else None)
+        self.model_flag_rule = (FlagRule(float(consensus["threshold"]),
+                                         report["consensus"].get("target_sensitivity")) if consensus else None)
         self.detector = consensus["detector"] if consensus else None
         self.feature_medians: pd.Series | None = consensus["feature_medians"] if consensus else None
         self.severity_model = artifacts.get(SEVERITY_FILE)
@@ -92,10 +108,36 @@ class TriageModel:
         self.models_dir = models_dir
         self.feature_set: str = report["feature_set"]
         self.feature_names: list[str] = report.get("feature_names", [])
+        self.fingerprint = models_fingerprint(report)
+        self.site_profile: SiteProfile | None = None
+        if site_profile is not None:
+            site_profile.check_models(self.fingerprint, f"the models in {models_dir}")
+            self.site_profile = site_profile
+
+    @property
+    def flag_rule(self) -> FlagRule | None:
+        """The rule in use: the site profile's when one is applied, else the one chosen at training time."""
+        return self.site_profile.flag_rule if self.site_profile is not None else self.model_flag_rule
+
+    def with_site_profile(self, profile: SiteProfile | str | os.PathLike | None) -> "TriageModel":
+        """The same models with ``profile`` applied (None: none); refuses a profile made for other models."""
+        if isinstance(profile, (str, os.PathLike)):
+            profile = load_site_profile(profile)
+        if profile is not None:
+            profile.check_models(self.fingerprint, f"the models in {self.models_dir}")
+        applied = copy.copy(self)
+        applied.site_profile = profile
+        return applied
 
     @classmethod
-    def load(cls, models_dir: str | os.PathLike | None = None, *, risk: bool = True) -> "TriageModel":
-        """Load the saved models; with ``risk=False`` only what the corona score and the acceptance check need."""
+    def load(cls, models_dir: str | os.PathLike | None = None, *, risk: bool = True,
+             site_profile: SiteProfile | str | os.PathLike | None = None,
+             use_environment: bool = True) -> "TriageModel":
+        """Load the saved models; with ``risk=False`` only what the corona score and the acceptance check need.
+
+        ``site_profile`` (a profile or its file) is applied to the risk; without one, ``$CXR_SITE_PROFILE`` is used
+        when set (``use_environment=False`` ignores it). A profile for other models raises ``SiteProfileError``.
+        """
         models_dir = Path(models_dir) if models_dir is not None else default_models_dir()
         listed = read_report(models_dir).get("files", {})
         if risk:
@@ -104,16 +146,21 @@ class TriageModel:
         else:
             wanted = [name for name in (SEVERITY_FILE, CONSENSUS_FILE) if name in listed]
         artifacts, report = load_artifacts(models_dir, names=wanted)
-        return cls(artifacts, report, Path(models_dir).resolve())
+        model = cls(artifacts, report, Path(models_dir).resolve())
+        if site_profile is None and use_environment and risk:
+            site_profile = default_site_profile()
+        return model.with_site_profile(site_profile) if site_profile is not None else model
 
     def selected_features(self) -> list[str]:
         """Union of the features the four classifiers use, in the report's order."""
         chosen = {f for names in self.report["consensus"]["selected_features"].values() for f in names}
         return [f for f in self.feature_names if f in chosen]
 
-    def _risks(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _risks(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-model P(COVID-19), the consensus risk, and the risk in use (the site's, with a profile)."""
         per_model = np.column_stack([self.models[name].predict_proba(X)[:, 1] for name in MODEL_NAMES])
-        return per_model, self.calibrator.predict_risk(per_model)
+        consensus = self.calibrator.predict_risk(per_model)
+        return per_model, consensus, (self.site_profile.risk(consensus) if self.site_profile else consensus)
 
     def predict_image(self, image: XRayImage) -> Prediction:
         """Score an image already read by :func:`core.io.images.read_image`."""
@@ -156,13 +203,16 @@ class TriageModel:
         probe = pd.concat([X] * (len(selected) + 1), ignore_index=True)
         for row, name in enumerate(selected, start=1):
             probe.loc[row, name] = self.feature_medians[name]
-        per_model, risks = self._risks(probe)
+        per_model, consensus, risks = self._risks(probe)
         risk = float(risks[0])
         effects = [{"feature": name, "value": float(X.at[0, name]), "training_median": float(self.feature_medians[name]),
                     "effect": round(risk - float(risks[row]), 4)} for row, name in enumerate(selected, start=1)]
         effects.sort(key=lambda e: -abs(e["effect"]))
         prediction.risk, prediction.flagged = risk, self.flag_rule.flags(risk)
         prediction.threshold = self.flag_rule.threshold
+        if self.site_profile is not None:
+            prediction.site_profile = self.site_profile.summary()
+            prediction.model_risk = float(consensus[0])
         prediction.per_model = dict(zip(MODEL_NAMES, map(float, per_model[0])))
         prediction.top_features = effects[:5]
 
