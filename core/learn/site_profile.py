@@ -70,7 +70,8 @@ class SiteRecalibrator(BaseEstimator):
     def fit(self, risk: np.ndarray, y: np.ndarray) -> "SiteRecalibrator":
         """``risk``: (n_images,) consensus P(COVID-19); ``y``: (n_images,) 1 = COVID-19, 0 = Normal."""
         if self.method not in RECALIBRATION_METHODS:
-            raise ValueError(f"unknown recalibration method {self.method!r}; choose {' or '.join(RECALIBRATION_METHODS)}")
+            raise ValueError(f"unknown recalibration method {self.method!r}; "
+                             f"choose {' or '.join(RECALIBRATION_METHODS)}")
         risk, y = np.asarray(risk, dtype=float), np.asarray(y, dtype=int)
         if self.method == "isotonic":
             iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(risk, y)

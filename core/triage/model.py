@@ -40,7 +40,9 @@ class Prediction:
     risk: float | None = None                 # calibrated consensus P(COVID-19), 0–1 (the site's, with a profile)
     flagged: bool | None = None               # risk >= operating threshold
     threshold: float | None = None
-    site_profile: dict | None = None          # the site profile behind risk and threshold; None: not validated here
+    # The site profile behind risk and threshold (SiteProfile.summary(): name, id, ...); None = not validated at this
+    # site. Worded by calibration_statement() / core.triage.reliability.validation_status.
+    site_profile: dict | None = None
     model_risk: float | None = None           # consensus risk before the site recalibration (with a profile only)
     per_model: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -50,9 +52,6 @@ class Prediction:
     sha256: str | None = None
     metadata: dict = field(default_factory=dict)
     severity: dict | None = None               # corona score, zone grades, extent/opacity estimates
-    # Name of the site profile whose local validation covers this verdict; None = not validated at this site.
-    # Read through core.triage.reliability.validation_status (the one place that words it).
-    site_profile: str | None = None
     image: XRayImage | None = field(default=None, repr=False)
     lung_fields: LungFields | None = field(default=None, repr=False)
 

@@ -12,10 +12,18 @@ import os
 from html import escape
 from pathlib import Path
 
+import pandas as pd
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from core.validation.figures import report_figures
+from core.validation.tables import (
+    calibration_table,
+    label_table,
+    refused_table,
+    summary_table,
+    warnings_table,
+)
 
 _CSS = """
 body { font-family: "DejaVu Sans", Arial, sans-serif; color: #1b2631; max-width: 1100px; margin: 24px auto;
@@ -34,61 +42,13 @@ text-align: left; } th { background: #eaeded; } td.num { text-align: right; font
 """
 
 
-def _pct(figure: dict | None) -> str:
-    if not figure or figure.get("value") is None:
-        return "—"
-    low, high = figure.get("ci") or [None, None]
-    text = f"{100 * figure['value']:.1f}%"
-    return text + (f" ({100 * low:.1f}–{100 * high:.1f}%)" if low is not None and high is not None else "")
-
-
-def _num(figure: dict | None) -> str:
-    if not figure or figure.get("value") is None:
-        return "—"
-    low, high = figure.get("ci") or [None, None]
-    return f"{figure['value']:.3f}" + (f" ({low:.3f}–{high:.3f})" if low is not None and high is not None else "")
-
-
-def _table(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td class=\"num\">{escape(str(c))}</td>" if i >= numeric_from
+def _table(frame: pd.DataFrame, numeric_from: int = 1) -> str:
+    """An HTML table of display strings (every cell escaped; columns from ``numeric_from`` right-aligned)."""
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in frame.columns)
+    body = "".join("<tr>" + "".join(f'<td class="num">{escape(str(c))}</td>' if i >= numeric_from
                                     else f"<td>{escape(str(c))}</td>" for i, c in enumerate(row)) + "</tr>"
-                   for row in rows)
+                   for row in frame.itertuples(index=False))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _events(figure: dict) -> str:
-    return f"{figure['events']}/{figure['n']}" if figure.get("n") else "0/0"
-
-
-def _summary_rows(figures: dict, warnings: dict | None) -> list[list[str]]:
-    point = figures.get("operating_point") or {}
-    rows = [["films (patients)", f"{figures['n_images']} ({figures['n_patients']})"],
-            [f"positive / negative films", f"{figures['n_positive']} / {figures['n_negative']}"],
-            ["AUC (95% CI, bootstrap over patients)", _num(figures["AUC"])]]
-    if point:
-        rows += [["flag threshold in use", f"{100 * point['threshold']:.1f}%"],
-                 ["sensitivity at the threshold", f"{_pct(point['sensitivity'])}  [{_events(point['sensitivity'])}]"],
-                 ["specificity at the threshold", f"{_pct(point['specificity'])}  [{_events(point['specificity'])}]"],
-                 ["flag rate", f"{_pct(point['flag_rate'])}  [{_events(point['flag_rate'])}]"]]
-    rows.append(["Brier score (lower is better)", _num(figures["brier"])])
-    if warnings:
-        rows.append(["films with an out-of-distribution (site-shift) warning", _pct(warnings["out_of_distribution"])])
-    return rows
-
-
-def _calibration_rows(bins: list[dict]) -> list[list[str]]:
-    return [[f"{b['range'][0]:.1f}–{b['range'][1]:.1f}", b["n"], f"{b['mean_risk']:.3f}",
-             f"{b['observed']:.3f} ({b['observed_ci'][0]:.3f}–{b['observed_ci'][1]:.3f})"] for b in bins]
-
-
-def _distribution_rows(distributions: dict, flag_rates: dict) -> list[list[str]]:
-    rows = []
-    for label, dist in distributions.items():
-        spread = (f"{dist['median']:.3f} ({dist['q25']:.3f}–{dist['q75']:.3f})" if dist.get("n") else "—")
-        rate = flag_rates.get(label)
-        rows.append([label, dist["n"], spread, f"{_pct(rate)}  [{_events(rate)}]" if rate else "—"])
-    return rows
 
 
 def _figures_html(figures: dict, names: list[str]) -> str:
@@ -127,34 +87,29 @@ def render_html_report(report: dict, title: str = "Local validation of the COVID
                         + "".join(f"<li>{escape(n)}</li>" for n in report["notes"]) + "</ul></div>")
     sections += [
         "<h2>COVID-19 vs Normal</h2>",
-        _table(["figure", "value (95% CI)  [films]"], _summary_rows(covid, report["warnings"])),
+        _table(summary_table(covid, report["warnings"])),
         _figures_html(figures, ["roc", "reliability", "histograms"]),
         "<h2>Flag rate and risk by label</h2>",
-        _table(["label", "films", "median risk (IQR)", "flagged (95% CI)  [films]"],
-               _distribution_rows(report["score_distributions"], report["flag_rate_per_label"])),
+        _table(label_table(report["score_distributions"], report["flag_rate_per_label"])),
         "<h2>Calibration bins</h2>",
-        _table(["risk bin", "films", "mean risk", "observed share (95% CI)"], _calibration_rows(covid["calibration"])),
+        _table(calibration_table(covid["calibration"])),
         "<h2>Warnings</h2>",
-        _table(["warning", "films"], [["out-of-distribution (site shift) — " + report["warnings"]["rule"],
-                                        _events(report["warnings"]["out_of_distribution"])],
-                                       ["any warning", _events(report["warnings"]["any_warning"])]]
-               + [[kind, count] for kind, count in report["warnings"]["by_kind"].items()]),
+        _table(warnings_table(report["warnings"])),
     ]
     pneumonia = report["pneumonia"]
     sections.append("<h2>Pneumonia (other than COVID-19)</h2>")
     if pneumonia.get("available"):
         if pneumonia.get("note"):
             sections.append(f"<p>{escape(pneumonia['note'])}</p>")
-        sections += [_table(["figure", "value (95% CI)  [films]"], _summary_rows(pneumonia, None)),
+        sections += [_table(summary_table(pneumonia)),
                      _figures_html(figures, ["pneumonia_roc", "pneumonia_reliability", "pneumonia_histograms"]),
-                     _table(["label", "films", "median probability (IQR)", "flagged"],
-                            _distribution_rows(pneumonia["score_distributions"], pneumonia["flag_rate_per_label"]))]
+                     _table(label_table(pneumonia["score_distributions"], pneumonia["flag_rate_per_label"],
+                                        "probability"))]
     else:
         sections.append(f"<p>Not available: {escape(pneumonia.get('reason', ''))}.</p>")
     if data["refused"]:
         sections += ["<h2>Films not scored</h2>",
-                     _table(["file", "label", "reason"], [[r["file"], r["label"], r["error"]] for r in data["refused"]],
-                            numeric_from=3)]
+                     _table(refused_table(data["refused"]), numeric_from=3)]
     sections += [
         "<h2>How these figures were computed</h2>",
         "<ul class=\"small\">"

@@ -30,6 +30,7 @@ from core.validation.statistics import (
     proportion,
     weighted_auc,
 )
+from core.validation.tables import number, percent
 
 OOD_RATIO = 1.0  # out_of_distribution above this: the film is unlike the training films (the warning's rule)
 _ROC_POINTS = 200
@@ -77,8 +78,10 @@ def binary_figures(y: np.ndarray, score: np.ndarray, groups: np.ndarray, *, thre
             "sensitivity": proportion(flagged[positives], groups[positives]),
             "specificity": proportion(~flagged[negatives], groups[negatives]),
             "flag_rate": proportion(flagged, groups),
-            "counts": {"true_positive": int((flagged & positives).sum()), "false_negative": int((~flagged & positives).sum()),
-                       "false_positive": int((flagged & negatives).sum()), "true_negative": int((~flagged & negatives).sum())},
+            "counts": {"true_positive": int((flagged & positives).sum()),
+                       "false_negative": int((~flagged & positives).sum()),
+                       "false_positive": int((flagged & negatives).sum()),
+                       "true_negative": int((~flagged & negatives).sum())},
         }
     return figures
 
@@ -225,17 +228,6 @@ def validation_notes(report: dict, scored_set: ScoredSet) -> list[str]:
     return notes
 
 
-def _interval(figure: dict, percent: bool = True) -> str:
-    value, (low, high) = figure.get("value"), figure.get("ci", [None, None])
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    scale, unit = (100, "%") if percent else (1, "")
-    text = f"{scale * value:.1f}{unit}" if percent else f"{value:.3f}"
-    if low is not None and high is not None:
-        text += f" ({scale * low:.1f}–{scale * high:.1f}{unit})" if percent else f" ({low:.3f}–{high:.3f})"
-    return text
-
-
 def format_validation(report: dict) -> str:
     """The figures as lines of text (``validate`` without ``--json``)."""
     data, covid = report["data"], report["covid"]
@@ -244,20 +236,20 @@ def format_validation(report: dict) -> str:
              f"{report['calibration_statement']}",
              f"  {LABEL_COVID} vs {LABEL_NORMAL}: {covid['n_positive']} / {covid['n_negative']} films "
              f"({covid['positive_patients']} / {covid['negative_patients']} patients); 95% CIs in brackets",
-             f"  AUC {_interval(covid['AUC'], percent=False)}   Brier {_interval(covid['brier'], percent=False)}"]
+             f"  AUC {number(covid['AUC'])}   Brier {number(covid['brier'])}"]
     point = covid.get("operating_point")
     if point:
-        lines.append(f"  threshold {100 * point['threshold']:.1f}%: sensitivity {_interval(point['sensitivity'])}, "
-                     f"specificity {_interval(point['specificity'])}, flag rate {_interval(point['flag_rate'])}")
+        lines.append(f"  threshold {100 * point['threshold']:.1f}%: sensitivity {percent(point['sensitivity'])}, "
+                     f"specificity {percent(point['specificity'])}, flag rate {percent(point['flag_rate'])}")
     for label, rate in report["flag_rate_per_label"].items():
-        lines.append(f"  flagged {label:<14} {rate['events']:>4}/{rate['n']:<4} {_interval(rate)}")
+        lines.append(f"  flagged {label:<14} {rate['events']:>4}/{rate['n']:<4} {percent(rate)}")
     warn = report["warnings"]
-    lines.append(f"  out-of-distribution warning: {_interval(warn['out_of_distribution'])}; any warning: "
-                 f"{_interval(warn['any_warning'])}")
+    lines.append(f"  out-of-distribution warning: {percent(warn['out_of_distribution'])}; any warning: "
+                 f"{percent(warn['any_warning'])}")
     pneumonia = report["pneumonia"]
     if pneumonia.get("available") and pneumonia["AUC"]["value"] is not None:
-        lines.append(f"  pneumonia vs Normal: AUC {_interval(pneumonia['AUC'], percent=False)}, Brier "
-                     f"{_interval(pneumonia['brier'], percent=False)}")
+        lines.append(f"  pneumonia vs Normal: AUC {number(pneumonia['AUC'])}, Brier "
+                     f"{number(pneumonia['brier'])}")
     else:
         lines.append(f"  pneumonia: {pneumonia.get('reason') or pneumonia.get('note')}")
     lines += [f"  note: {note}" for note in report["notes"]]

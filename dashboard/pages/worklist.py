@@ -170,7 +170,8 @@ def case_panel(store: WorklistStore, cases: pd.DataFrame) -> None:
                     f"**Risk** {100 * case['risk']:.0f}% (flag threshold {100 * case['threshold']:.0f}%)  \n"
                     f"**Corona score** {corona}  \n"
                     "**Per model** " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in per_model)
-                    + f"  \n**Reviewer** {case['reviewer'] or '—'}  \n**Model** {case.get('model_version') or '—'}")
+                    + f"  \n**Reviewer** {case['reviewer'] or '—'}  \n**Model** {case.get('model_version') or '—'}"
+                    + f"  \n**Site calibration** {case.get('site_profile') or 'not recorded'}")
         status_form(store, case, seen_version)
         zone_form(store, case, seen_version)
     with trail_column:
