@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.io.datasets import Dataset
 from core.learn.flag import FlagRule
 from core.learn.site_profile import SiteProfile, SiteRecalibrator
+from core.validation.scoring import ScoredSet
 
 
 def site_folder(cxr_dir: Path, rows: pd.DataFrame, folder: Path) -> Path:
@@ -48,3 +50,17 @@ def synthetic_risks(n_pos: int, n_neg: int, films_per_patient: int = 1, separati
     logits = separation * (y - 0.5) + rng.normal(0, 1, len(y))
     patients = np.array([f"p{i // films_per_patient}" if y[i] else f"n{i // films_per_patient}" for i in range(len(y))])
     return 1 / (1 + np.exp(-logits)), y, patients
+
+
+def scored_set(tmp_path, risk, y, patients, threshold: float = 0.3) -> ScoredSet:
+    """Scored films as :func:`core.validation.scoring.score_dataset` returns them (one row per film)."""
+    labels = np.where(y == 1, "COVID-19", "Normal")
+    files = [f"film{i}.png" for i in range(len(y))]
+    records = pd.DataFrame({
+        "file": files, "label": labels, "patient": patients, "patient_known": True, "risk": risk,
+        "flagged": risk >= threshold, "threshold": threshold, "out_of_distribution": 0.5,
+        "warnings": [[] for _ in files], "site_profile": None, "calibration": "not validated at this site",
+        "error": None, "sha256": [f"{i:064x}" for i in range(len(y))]})
+    table = pd.DataFrame({"path": [str(tmp_path / f) for f in files], "file": files, "label": labels,
+                          "patient_id": patients, "patient_known": True})
+    return ScoredSet(records, Dataset(tmp_path, table, "manifest"))

@@ -5,30 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
-from validation_support import synthetic_risks
+from validation_support import scored_set, synthetic_risks
 
-from core.io.datasets import Dataset
 from core.learn.site_profile import SiteProfile, SiteProfileError
 from core.validation.calibrate import ISOTONIC_MIN_FILES, films_needed, fit_site_profile
-from core.validation.scoring import ScoredSet
 
 FINGERPRINT = "ef" * 32
-
-
-def scored_set(tmp_path, risk, y, patients, threshold: float = 0.3) -> ScoredSet:
-    """Scored films as :func:`core.validation.scoring.score_dataset` returns them (one row per film)."""
-    labels = np.where(y == 1, "COVID-19", "Normal")
-    files = [f"film{i}.png" for i in range(len(y))]
-    records = pd.DataFrame({
-        "file": files, "label": labels, "patient": patients, "patient_known": True, "risk": risk,
-        "flagged": risk >= threshold, "threshold": threshold, "out_of_distribution": 0.5,
-        "warnings": [[] for _ in files], "site_profile": None, "calibration": "not validated at this site",
-        "error": None, "sha256": [f"{i:064x}" for i in range(len(y))]})
-    table = pd.DataFrame({"path": [str(tmp_path / f) for f in files], "file": files, "label": labels,
-                          "patient_id": patients, "patient_known": True})
-    return ScoredSet(records, Dataset(tmp_path, table, "manifest"))
 
 
 def test_too_few_covid_patients_is_refused_saying_how_many_are_needed(tmp_path):
