@@ -9,6 +9,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 LABEL_COLOURS = {"COVID-19": "#c0392b", "Normal": "#2e86c1", "Pneumonia": "#ca6f1e"}
+CURVE = "#2e86c1"  # visible on the printed (white) report and the dark dashboard alike
 _OTHER_COLOURS = ("#7d3c98", "#117a65", "#7f8c8d", "#b7950b", "#5d6d7e", "#a04000")
 _LAYOUT = dict(template="plotly_white", height=420, margin=dict(l=60, r=20, t=50, b=55),
                legend=dict(orientation="h", yanchor="bottom", y=-0.32, x=0))
@@ -28,7 +29,7 @@ def roc_figure(figures: dict, title: str) -> go.Figure:
         auc = figures["AUC"]
         low, high = auc["ci"]
         name = f"ROC, AUC {auc['value']:.3f}" + (f" (95% CI {low:.3f}–{high:.3f})" if low is not None else "")
-        fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines", name=name, line=dict(color="#1b2631"),
+        fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines", name=name, line=dict(color=CURVE),
                                  customdata=roc["thresholds"],
                                  hovertemplate="1 − specificity %{x:.3f}<br>sensitivity %{y:.3f}<br>"
                                                "threshold %{customdata:.3f}<extra></extra>"))
@@ -60,8 +61,8 @@ def reliability_figure(bins: list[dict], title: str, risk_name: str = "predicted
         largest = max(b["n"] for b in bins)
         fig.add_trace(go.Scatter(
             x=[b["mean_risk"] for b in bins], y=[b["observed"] for b in bins], mode="markers+lines",
-            name="observed share (95% CI)", line=dict(color="#1b2631"),
-            marker=dict(size=[8 + 22 * (b["n"] / largest) ** 0.5 for b in bins], color="#2e86c1",
+            name="observed share (95% CI)", line=dict(color=CURVE),
+            marker=dict(size=[8 + 22 * (b["n"] / largest) ** 0.5 for b in bins], color=CURVE,
                         line=dict(color="#1b2631", width=1)),
             error_y=dict(type="data", symmetric=False, array=[b["observed_ci"][1] - b["observed"] for b in bins],
                          arrayminus=[b["observed"] - b["observed_ci"][0] for b in bins], color="#5d6d7e"),
@@ -89,7 +90,7 @@ def histogram_figure(distributions: dict[str, dict], title: str, threshold: floa
                              hovertemplate=f"{label}<br>{risk_name} %{{x:.2f}}: %{{customdata}} films"
                                            "<extra></extra>"))
     if threshold is not None:
-        fig.add_vline(x=threshold, line=dict(color="#1b2631", dash="dash"),
+        fig.add_vline(x=threshold, line=dict(color="#808b96", dash="dash"),
                       annotation_text=f"threshold {100 * threshold:.1f}%", annotation_position="top")
     fig.update_layout(title=title, barmode="overlay", xaxis_title=risk_name, yaxis_title="share of the label's films",
                       **_LAYOUT)

@@ -7,21 +7,28 @@ import pandas as pd
 VALUE_COLUMN = "value (95% CI)  [films]"
 
 
-def percent(figure: dict | None) -> str:
+def percent(figure: dict | None, with_ci: bool = True) -> str:
     """``12.3% (4.5–20.1%)`` from a ``{"value", "ci"}`` figure; ``—`` when there is no value."""
     if not figure or figure.get("value") is None:
         return "—"
-    low, high = figure.get("ci") or [None, None]
-    text = f"{100 * figure['value']:.1f}%"
-    return text + (f" ({100 * low:.1f}–{100 * high:.1f}%)" if low is not None and high is not None else "")
+    interval = ci_text(figure, True) if with_ci else ""
+    return f"{100 * figure['value']:.1f}%" + (f" ({interval})" if interval else "")
 
 
-def number(figure: dict | None) -> str:
+def number(figure: dict | None, with_ci: bool = True) -> str:
     """``0.912 (0.870–0.950)`` from a ``{"value", "ci"}`` figure."""
     if not figure or figure.get("value") is None:
         return "—"
-    low, high = figure.get("ci") or [None, None]
-    return f"{figure['value']:.3f}" + (f" ({low:.3f}–{high:.3f})" if low is not None and high is not None else "")
+    interval = ci_text(figure, False) if with_ci else ""
+    return f"{figure['value']:.3f}" + (f" ({interval})" if interval else "")
+
+
+def ci_text(figure: dict | None, as_percent: bool) -> str:
+    """``4.5–20.1%`` (or ``0.870–0.950``): the figure's interval, empty when it has none."""
+    low, high = (figure or {}).get("ci") or [None, None]
+    if low is None or high is None:
+        return ""
+    return f"{100 * low:.1f}–{100 * high:.1f}%" if as_percent else f"{low:.3f}–{high:.3f}"
 
 
 def events(figure: dict | None) -> str:

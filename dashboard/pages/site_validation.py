@@ -17,7 +17,15 @@ from core.validation.calibrate import films_needed, fit_site_profile, format_pro
 from core.validation.figures import report_figures
 from core.validation.html import render_html_report
 from core.validation.scoring import score_dataset
-from core.validation.tables import calibration_table, label_table, number, percent, summary_table, warnings_table
+from core.validation.tables import (
+    calibration_table,
+    ci_text,
+    label_table,
+    number,
+    percent,
+    summary_table,
+    warnings_table,
+)
 from core.validation.validate import json_ready, validation_report
 from core.worklist.store import WorklistError
 from dashboard.state import active_site_profile, load_base_model, load_model, require_model, site_profile_registry
@@ -68,7 +76,7 @@ def choose_source():
     if source == UPLOAD:
         return st.file_uploader("Zip of the films: manifest.csv + images/, or one sub-folder per label "
                                 "(COVID/, Normal/, …)", type=["zip"], key="site_zip", max_upload_size=MAX_ZIP_MB)
-    folder = st.text_input("Folder on this server", key="site_folder",
+    folder = st.text_input("Folder path (on the server running this dashboard)", key="site_folder",
                            placeholder="/data/site-films (manifest.csv or class sub-folders)")
     return Path(folder.strip()).expanduser() if folder.strip() else None
 
@@ -100,10 +108,13 @@ def show_report(report: dict) -> None:
     st.markdown(f"**{report['data']['root']}**: {report['data']['n_images']} films, {report['data']['n_patients']} "
                 f"patients — verdicts: *{report['calibration_statement']}*")
     columns = st.columns(4)
-    columns[0].metric("AUC (95% CI)", number(covid["AUC"]))
-    columns[1].metric("Threshold in use", f"{100 * point['threshold']:.1f}%" if point else "—")
-    columns[2].metric("Sensitivity", percent(point.get("sensitivity")))
-    columns[3].metric("Specificity", percent(point.get("specificity")))
+    columns[0].metric("Threshold in use", f"{100 * point['threshold']:.1f}%" if point else "—")
+    for column, (label, figure, as_percent) in zip(columns[1:], [
+            ("AUC", covid["AUC"], False), ("Sensitivity", point.get("sensitivity"), True),
+            ("Specificity", point.get("specificity"), True)]):
+        column.metric(label, (percent if as_percent else number)(figure, with_ci=False))
+        if ci_text(figure, as_percent):
+            column.caption(f"95% CI {ci_text(figure, as_percent)}")
     for note in report["notes"]:
         st.warning(note)
     for name, figure in report_figures(report).items():
