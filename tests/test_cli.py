@@ -39,7 +39,8 @@ def test_help_of_every_command(cli_env, capsys):
     from core.cli import main
 
     assert "usage" in cli_env("summary", "--help").stdout  # the `python -m core` entry point, once
-    for command in ("summary", "features", "evaluate", "train", "predict", "score", "bench"):  # in-process: one import
+    for command in ("summary", "features", "evaluate", "train", "predict", "score", "validate", "calibrate",
+                    "bench"):  # in-process: one import
         with pytest.raises(SystemExit) as exited:
             main([command, "--help"])
         assert exited.value.code == 0 and "usage" in capsys.readouterr().out
