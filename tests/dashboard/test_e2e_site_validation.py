@@ -96,7 +96,7 @@ def test_site_validation_page_and_review_with_a_profile(server_env, browser, sit
         page.goto(server.url)
         page.get_by_role("heading", name="Review chest X-rays").first.wait_for(timeout=60_000)
         page.locator("input[type=file]").set_input_files(str(sample_png))
-        page.get_by_text("Calibrated for this site").first.wait_for(timeout=120_000)
+        page.get_by_text(re.compile("validated at this site \\(site profile")).first.wait_for(timeout=120_000)
         assert page.get_by_text("Not flagged — risk").first.is_visible()
         wait_idle(page)
         shoot(page, "review-site-profile")
