@@ -116,7 +116,8 @@ def run(out: Path, n_jobs: int) -> None:
     validate("external", "external", "without-external")
     for calibrated, applied in (("A", "B"), ("B", "A")):
         profile = figures / f"profile-external-{calibrated}.json"
-        done = None if profile.is_file() else core_command("calibrate", "--data", out / "data" / f"external-{calibrated}",
+        done = None if profile.is_file() else core_command(
+                            "calibrate", "--data", out / "data" / f"external-{calibrated}",
                             "--models", out / "models" / "without-external", "--out", profile,
                             "--name", f"external half {calibrated}", "--n-jobs", n_jobs, "--quiet")
         if done is not None:
@@ -222,7 +223,8 @@ def repeated_halves(out: Path, repeats: int, n_jobs: int) -> None:
                            "specificity": {"mean": float(spec.mean()), "median": float(np.median(spec))}}
         print(f"{design}: {len(applied)} profiles ({refused} refused); applied-half sensitivity mean "
               f"{sens.mean():.3f}, median {np.median(sens):.3f}, 5–95% {np.quantile(sens, 0.05):.3f}–"
-              f"{np.quantile(sens, 0.95):.3f}, ≥ 0.95 in {(sens >= 0.95).mean():.0%}; specificity mean {spec.mean():.3f}")
+              f"{np.quantile(sens, 0.95):.3f}, ≥ 0.95 in {(sens >= 0.95).mean():.0%}; "
+              f"specificity mean {spec.mean():.3f}")
     (out / "figures" / "repeated-halves.json").write_text(json.dumps(summary, indent=2))
 
 
