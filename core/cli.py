@@ -1,4 +1,5 @@
-"""Command line: ``python -m core {summary,features,evaluate,train,contrasts,predict,score,lungs,bench} --help``."""
+"""Command line: ``python -m core {summary,features,evaluate,train,contrasts,predict,score,lungs,validate,calibrate,
+bench} --help``."""
 
 from __future__ import annotations
 
@@ -168,13 +169,15 @@ def cmd_contrasts(args) -> int:
     return 0
 
 
-def _load_triage_model(models_dir, *, risk: bool = True):
-    """The saved models (``risk=False``: only what the corona score needs), or None after printing why not."""
+def _load_triage_model(models_dir, *, risk: bool = True, site_profile: Path | None = None,
+                       use_environment: bool = True):
+    """The saved models (``risk=False``: only what the corona score needs) with the site profile (``--site-profile``
+    or ``$CXR_SITE_PROFILE``) applied, or None after printing why not."""
     from core.learn.artifacts import ModelLoadError
     from core.triage.model import TriageModel
 
     try:
-        return TriageModel.load(models_dir, risk=risk)
+        return TriageModel.load(models_dir, risk=risk, site_profile=site_profile, use_environment=use_environment)
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
@@ -187,7 +190,7 @@ def _score_files(model, images: list[Path], scheduler: str | None):
 
 
 def cmd_predict(args) -> int:
-    model = _load_triage_model(args.models)
+    model = _load_triage_model(args.models, site_profile=args.site_profile)
     if model is None:
         return 2
     predictions = _score_files(model, args.images, args.scheduler)
@@ -200,7 +203,8 @@ def cmd_predict(args) -> int:
                 continue
             verdict = "FLAGGED" if p.flagged else "not flagged"
             models = ", ".join(f"{k} {v:.2f}" for k, v in p.per_model.items())
-            line = f"{p.file}: risk {p.risk:.1%} ({verdict}, threshold {p.threshold:.1%}) — {models}"
+            line = (f"{p.file}: risk {p.risk:.1%} ({verdict}, threshold {p.threshold:.1%}; "
+                    f"{p.calibration_statement()}) — {models}")
             if p.severity:
                 line += f"; corona score {p.severity['corona_score']:.0f}/100"
             print(line)
@@ -280,6 +284,46 @@ def cmd_lungs(args) -> int:
     return 1 if any("error" in record for record in records) else 0
 
 
+def cmd_validate(args) -> int:
+    from core.validation.html import write_html_report
+    from core.validation.scoring import score_dataset
+    from core.validation.validate import format_validation, json_ready, validation_report
+
+    model = _load_triage_model(args.models, site_profile=args.site_profile)
+    if model is None:
+        return 2
+    scored = score_dataset(model, args.data, n_jobs=args.n_jobs, progress=_progress_printer(args.quiet))
+    report = validation_report(scored, model, n_boot=args.bootstrap)
+    print(format_validation(report), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(json_ready(report), indent=2))
+    if args.report:
+        write_html_report(report, args.report)
+        print(f"report: {args.report}", file=sys.stderr)
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from core.paths import default_site_profile
+    from core.validation.calibrate import fit_site_profile, format_profile
+    from core.validation.scoring import score_dataset
+
+    if default_site_profile() is not None:
+        print("note: CXR_SITE_PROFILE is ignored here: a profile is fitted on the models' own risk", file=sys.stderr)
+    model = _load_triage_model(args.models, use_environment=False)
+    if model is None:
+        return 2
+    scored = score_dataset(model, args.data, n_jobs=args.n_jobs, progress=_progress_printer(args.quiet))
+    profile = fit_site_profile(scored, models_fingerprint=model.fingerprint, target_sensitivity=args.target_sensitivity,
+                               name=args.name or Path(args.data).resolve().name, n_boot=args.bootstrap)
+    profile.save(args.out)
+    print(format_profile(profile), flush=True)
+    print(f"wrote {args.out}; use it with `python -m core predict --site-profile {args.out} ...` or "
+          f"CXR_SITE_PROFILE={args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_bench(args) -> int:
     from core.bench import format_bench, run_bench
 
@@ -352,7 +396,25 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--models", type=Path, default=default_models_dir())
     predict.add_argument("--json", action="store_true", help="print one JSON array")
     predict.add_argument("--scheduler", default=None, metavar="ADDRESS")
+    _add_site_profile(predict)
     predict.set_defaults(func=cmd_predict)
+
+    validate = commands.add_parser("validate", help="check the tool on a site's own labelled films (AUC, "
+                                   "sensitivity/specificity at the threshold, calibration, with CIs)")
+    _add_site_data(validate)
+    _add_site_profile(validate)
+    validate.add_argument("--json", type=Path, default=None, help="write every figure as JSON here")
+    validate.add_argument("--report", type=Path, default=None, help="write the printable HTML report here")
+    validate.set_defaults(func=cmd_validate)
+
+    calibrate = commands.add_parser("calibrate", help="fit a site profile (recalibrated risk, threshold for the "
+                                    "target sensitivity) on a site's own labelled films")
+    _add_site_data(calibrate)
+    calibrate.add_argument("--out", type=Path, required=True, help="site profile JSON file to write")
+    calibrate.add_argument("--target-sensitivity", type=float, default=0.95,
+                           help="threshold chosen to reach this sensitivity on the site's films (default 0.95)")
+    calibrate.add_argument("--name", default=None, help="name of the site / profile (default: the data folder's)")
+    calibrate.set_defaults(func=cmd_calibrate)
 
     score = commands.add_parser("score", help="corona score (lung-zone severity) of chest X-ray files")
     score.add_argument("images", nargs="+", type=Path)
@@ -382,6 +444,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", type=Path, default=None)
     bench.set_defaults(func=cmd_bench)
     return parser
+
+
+def _add_site_profile(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--site-profile", type=Path, default=None, metavar="FILE",
+                        help="apply this site profile (default: $CXR_SITE_PROFILE; none: not validated at this site)")
+
+
+def _add_site_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True,
+                        help="the site's labelled films: manifest.csv layout or class sub-folders")
+    parser.add_argument("--models", type=Path, default=default_models_dir())
+    parser.add_argument("--n-jobs", type=int, default=1, help="parallel workers (default 1)")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates over patients (default 2000)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,8 @@ import numpy as np
 
 LABEL_COVID = "COVID-19"
 LABEL_NORMAL = "Normal"
+LABEL_PNEUMONIA = "Pneumonia"
+"""Pneumonia other than COVID-19 (e.g. the NIH "Pneumonia" films): the positive class of the pneumonia figures."""
 
 _COVID_ALIASES = {"covid", "covid19", "covid-19", "covid_19", "covid 19", "sars-cov-2", "coronavirus"}
 _NORMAL_ALIASES = {"normal", "no finding", "no_finding", "no findings", "no_findings", "nofinding", "healthy",

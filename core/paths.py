@@ -20,6 +20,12 @@ def default_models_dir() -> Path:
     return Path(env) if env else REPO_ROOT / "models" / "default"
 
 
+def default_site_profile() -> Path | None:
+    """The site profile to apply (``$CXR_SITE_PROFILE``), or None: verdicts then say "not validated at this site"."""
+    env = os.environ.get("CXR_SITE_PROFILE", "").strip()
+    return Path(env) if env else None
+
+
 def app_data_dir() -> Path:
     """The app's writable folder (worklist DB, uploads, feature cache): ``$CXR_APP_DATA`` or ``./data``."""
     env = os.environ.get("CXR_APP_DATA")

@@ -19,6 +19,7 @@ PAGES = [
     st.Page("pages/confusion_matrices.py", title="Confusion matrices", icon=":material/grid_on:"),
     st.Page("pages/worklist.py", title="Worklist", icon=":material/checklist:"),
     st.Page("pages/progression.py", title="Patient progression", icon=":material/timeline:"),
+    st.Page("pages/site_validation.py", title="Site validation", icon=":material/verified:"),
 ]
 
 navigation = st.navigation(PAGES)

@@ -1,5 +1,5 @@
-"""What the pages share: cached loaders for the model, the worklist store and the saved evaluation reports,
-and the first-start screen that trains the default model when there is none.
+"""What the pages share: cached loaders for the model (with the site calibration in use), the worklist store and the
+saved evaluation reports, and the first-start screen that trains the default model when there is none.
 
 Caching rules: objects that hold live state (the fitted models, the database engine) are ``st.cache_resource``,
 one per process (the models load in a background thread, so a page can be drawn while they load); tables and
@@ -17,10 +17,12 @@ import streamlit as st
 
 from core.evaluation.evaluate import EvaluationReport
 from core.learn.artifacts import REPORT_NAME, ModelLoadError
-from core.paths import default_cache_dir, default_data_dir, default_models_dir
+from core.learn.site_profile import SiteProfile, SiteProfileError, load_site_profile
+from core.paths import default_cache_dir, default_data_dir, default_models_dir, default_site_profile
 from core.triage.model import Prediction, TriageModel
 from core.triage.reliability import cross_hospital_check
 from core.workflow import SITE_EVALUATION_FILE, evaluation_file_name, train
+from core.worklist.site_profiles import SiteProfileRegistry
 from core.worklist.store import WorklistError, WorklistStore, default_database_url
 from dashboard.text import plain
 
@@ -37,7 +39,9 @@ def models_stamp(models_dir: Path) -> float:
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _model_loader(models_dir: str, stamp: float) -> Future:
     """Loading of the models in a background thread, started once per models folder and process."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-models").submit(TriageModel.load, models_dir)
+    # the site profile is applied per run (load_model): it can change while the models stay loaded
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-models")
+    return loader.submit(TriageModel.load, models_dir, use_environment=False)
 
 
 def _clear_model_cache() -> None:
@@ -55,8 +59,8 @@ def preload_model() -> None:
     _model_loader(str(models_dir), models_stamp(models_dir))
 
 
-def load_model() -> TriageModel:
-    """The default models (``core.paths.default_models_dir()``); raises :class:`ModelLoadError`."""
+def load_base_model() -> TriageModel:
+    """The default models without any site calibration (what a site profile is fitted on)."""
     models_dir = default_models_dir()
     loader = _model_loader(str(models_dir), models_stamp(models_dir))
     if not loader.done():
@@ -65,9 +69,44 @@ def load_model() -> TriageModel:
     return loader.result()
 
 
+def site_profile_registry() -> SiteProfileRegistry | None:
+    """The stored site profiles (worklist database); None after showing why the database cannot be opened."""
+    store = open_worklist()
+    return SiteProfileRegistry(store) if store is not None else None
+
+
+def active_site_profile() -> tuple[str, SiteProfile] | None:
+    """Where the site profile in use comes from and the profile: ``$CXR_SITE_PROFILE`` when set (deployment
+    override), else the version activated on the Site validation page; None when there is none.
+
+    Raises :class:`SiteProfileError` / :class:`WorklistError` when it cannot be read.
+    """
+    path = default_site_profile()
+    if path is not None:
+        return f"CXR_SITE_PROFILE={path}", load_site_profile(path)
+    registry = site_profile_registry()
+    found = registry.active() if registry is not None else None
+    return (f"version {found[0]}, activated on the Site validation page", found[1]) if found else None
+
+
+def load_model() -> TriageModel:
+    """The default models (``core.paths.default_models_dir()``) with the site calibration in use; raises
+    :class:`ModelLoadError`. A site profile that cannot be applied (other models, unreadable) is shown as a warning
+    and left out: verdicts then say "not validated at this site"."""
+    model = load_base_model()
+    try:
+        active = active_site_profile()
+        return model.with_site_profile(active[1]) if active else model
+    except (SiteProfileError, WorklistError) as exc:
+        st.warning(f"The site calibration is not applied: {exc}")
+        return model
+
+
 def model_version(model: TriageModel) -> str:
-    """What the worklist records as the model that produced a risk: folder name and training time."""
-    return f"{model.models_dir.name}@{model.report.get('created', '?')}"
+    """What produced a risk (recorded by the worklist, keys this session's predictions): folder name, training time,
+    and the site profile's id when one is applied."""
+    version = f"{model.models_dir.name}@{model.report.get('created', '?')}"
+    return version + (f"+site:{model.site_profile.short_id}" if model.site_profile is not None else "")
 
 
 def require_model() -> TriageModel:

@@ -42,7 +42,7 @@ def test_help_of_every_command(cli_env, capsys):
 
     assert "usage" in cli_env("summary", "--help").stdout  # the `python -m core` entry point, once
     for command in ("summary", "features", "evaluate", "train", "contrasts", "predict", "score", "lungs",
-                    "bench"):  # in-process
+                    "validate", "calibrate", "bench"):  # in-process: one import
         with pytest.raises(SystemExit) as exited:
             main([command, "--help"])
         assert exited.value.code == 0 and "usage" in capsys.readouterr().out

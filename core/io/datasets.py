@@ -123,6 +123,16 @@ def _with_patients(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def patient_groups(table: pd.DataFrame) -> np.ndarray:
+    """The patient of each row, to group and split by: ``patient_group`` (ids of one person merged) where the
+    manifest gives it, else ``patient_id`` (an image of an unknown patient is its own patient)."""
+    groups = table["patient_id"].astype(str)
+    if "patient_group" in table.columns:
+        given = table["patient_group"].notna() & (table["patient_group"].astype(str).str.strip() != "")
+        groups = groups.where(~given, table["patient_group"].astype(str))
+    return groups.to_numpy()
+
+
 def binary_subset(dataset: Dataset) -> tuple[pd.DataFrame, np.ndarray]:
     """Rows labelled COVID-19 or Normal, and the target (1 = COVID-19, 0 = Normal)."""
     table = dataset.table[dataset.table["label"].isin([LABEL_COVID, LABEL_NORMAL])].reset_index(drop=True)

@@ -1,10 +1,13 @@
 """Score one chest X-ray with the saved models: per-model probabilities, calibrated consensus, flag, warnings.
 
-:class:`TriageModel` is what the command line (``predict``) and the dashboard's Review page use.
+:class:`TriageModel` is what the command line (``predict``, ``validate``) and the dashboard's Review page use. With a
+site profile (:mod:`core.learn.site_profile`) the risk is the site's recalibrated risk and the flag its threshold;
+every prediction says which profile produced it, or that the tool is not validated at this site.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,8 +37,9 @@ from core.learn.models import ALL_MODELS
 from core.learn.orientation import OrientationCheck
 from core.learn.site_shift import BATCH_SHIFT_WARNING, SITE_SHIFT_WARNING
 from core.learn.training import class_probabilities
+from core.learn.site_profile import NOT_VALIDATED, SiteProfile, load_site_profile, models_fingerprint
 from core.lungs.fields import LungFields, find_lung_fields
-from core.paths import default_models_dir
+from core.paths import default_models_dir, default_site_profile
 from core.progress import Progress
 from core.severity.model import SeverityModel
 from core.triage.acceptance import acceptance
@@ -48,11 +52,15 @@ class Prediction:
     """What the tool says about one image (or why it could not say anything)."""
 
     file: str
-    risk: float | None = None                 # calibrated consensus P(COVID-19), 0–1
+    risk: float | None = None                 # calibrated consensus P(COVID-19), 0–1 (the site's, with a profile)
     pneumonia: float | None = None            # calibrated P(any pneumonia: COVID-19 or other) = 1 - P(Normal)
     reading: str | None = None                # the most probable class in words (core.labels.READING_WORDS)
     flagged: bool | None = None               # risk >= operating threshold
     threshold: float | None = None
+    # The site profile behind risk and threshold (SiteProfile.summary(): name, id, ...); None = not validated at this
+    # site. Worded by calibration_statement() / core.triage.reliability.validation_status.
+    site_profile: dict | None = None
+    model_risk: float | None = None           # consensus risk before the site recalibration (with a profile only)
     per_model: dict[str, float] = field(default_factory=dict)
     per_model_classes: dict[str, list[float]] = field(default_factory=dict, repr=False)  # each model's 3 classes
     warnings: list[str] = field(default_factory=list)
@@ -63,9 +71,6 @@ class Prediction:
     sha256: str | None = None
     metadata: dict = field(default_factory=dict)
     severity: dict | None = None               # corona score, zone grades, extent/opacity estimates
-    # Name of the site profile whose local validation covers this verdict; None = not validated at this site.
-    # Read through core.triage.reliability.validation_status (the one place that words it).
-    site_profile: str | None = None
     image: XRayImage | None = field(default=None, repr=False)
     lung_fields: LungFields | None = field(default=None, repr=False)
 
@@ -81,10 +86,19 @@ class Prediction:
                   "warnings": list(self.warnings),
                   "out_of_distribution": round(self.out_of_distribution, 3),
                   "site_shift": None if self.site_shift is None else round(self.site_shift, 3),
-                  "top_features": self.top_features}
+                  "top_features": self.top_features,
+                  "site_profile": self.site_profile, "calibration": self.calibration_statement()}
+        if self.model_risk is not None:
+            record["model_risk"] = round(self.model_risk, 4)
         if self.severity is not None:
             record.update(self.severity)
         return record
+
+    def calibration_statement(self) -> str:
+        """Which site profile produced the verdict, or "not validated at this site"."""
+        if self.site_profile is None:
+            return NOT_VALIDATED
+        return f'site profile "{self.site_profile["name"]}" (id {self.site_profile["id"]})'
 
 
 class TriageModel:
@@ -94,10 +108,11 @@ class TriageModel:
     Load with :meth:`load`; it verifies the files against the training report first. A model loaded for the
     corona score only (``risk=False``) has no classifiers: its predictions carry ``severity`` and no ``risk``,
     but go through the same reading and acceptance checks (the out-of-distribution detector of the consensus file
-    and the orientation check are loaded either way).
+    and the orientation check are loaded either way). ``site_profile`` (see :meth:`with_site_profile`)
+    recalibrates the COVID-19 risk and replaces the threshold.
     """
 
-    def __init__(self, artifacts: dict, report: dict, models_dir: Path):
+    def __init__(self, artifacts: dict, report: dict, models_dir: Path, site_profile: SiteProfile | None = None):
         _check_artifacts(artifacts, report, models_dir)
         self.model_names: list[str] = list(report.get("consensus", {}).get("models", []))
         names = [model_file_name(name) for name in self.model_names]
@@ -105,7 +120,7 @@ class TriageModel:
                        if names and all(file in artifacts for file in names) else None)
         consensus = artifacts.get(CONSENSUS_FILE)
         self.calibrator = consensus["calibrator"] if consensus else None
-        self.flag_rule: FlagRule | None = FlagRule.from_dict(consensus["flag_rule"]) if consensus else None
+        self.model_flag_rule = FlagRule.from_dict(consensus["flag_rule"]) if consensus else None
         self.detector = consensus["detector"] if consensus else None
         self.site_shift = consensus.get("site_shift") if consensus else None
         self.feature_medians: pd.Series | None = consensus["feature_medians"] if consensus else None
@@ -115,10 +130,36 @@ class TriageModel:
         self.models_dir = models_dir
         self.feature_set: str = report["feature_set"]
         self.feature_names: list[str] = report.get("feature_names", [])
+        self.fingerprint = models_fingerprint(report)
+        self.site_profile: SiteProfile | None = None
+        if site_profile is not None:
+            site_profile.check_models(self.fingerprint, f"the models in {models_dir}")
+            self.site_profile = site_profile
+
+    @property
+    def flag_rule(self) -> FlagRule | None:
+        """The rule in use: the site profile's when one is applied, else the one chosen at training time."""
+        return self.site_profile.flag_rule if self.site_profile is not None else self.model_flag_rule
+
+    def with_site_profile(self, profile: SiteProfile | str | os.PathLike | None) -> "TriageModel":
+        """The same models with ``profile`` applied (None: none); refuses a profile made for other models."""
+        if isinstance(profile, (str, os.PathLike)):
+            profile = load_site_profile(profile)
+        if profile is not None:
+            profile.check_models(self.fingerprint, f"the models in {self.models_dir}")
+        applied = copy.copy(self)
+        applied.site_profile = profile
+        return applied
 
     @classmethod
-    def load(cls, models_dir: str | os.PathLike | None = None, *, risk: bool = True) -> "TriageModel":
-        """Load the saved models; with ``risk=False`` only what the corona score and the acceptance checks need."""
+    def load(cls, models_dir: str | os.PathLike | None = None, *, risk: bool = True,
+             site_profile: SiteProfile | str | os.PathLike | None = None,
+             use_environment: bool = True) -> "TriageModel":
+        """Load the saved models; with ``risk=False`` only what the corona score and the acceptance check need.
+
+        ``site_profile`` (a profile or its file) is applied to the risk; without one, ``$CXR_SITE_PROFILE`` is used
+        when set (``use_environment=False`` ignores it). A profile for other models raises ``SiteProfileError``.
+        """
         models_dir = Path(models_dir) if models_dir is not None else default_models_dir()
         report = read_report(models_dir)
         listed = report.get("files", {})
@@ -130,17 +171,23 @@ class TriageModel:
             wanted += [model_file_name(name) for name in report.get("consensus", {}).get("models", [])]
         wanted += [SEVERITY_FILE] if SEVERITY_FILE in listed or not risk else []
         artifacts, report = load_artifacts(models_dir, names=wanted, known=KNOWN_FILES)
-        return cls(artifacts, report, Path(models_dir).resolve())
+        model = cls(artifacts, report, Path(models_dir).resolve())
+        if site_profile is None and use_environment and risk:
+            site_profile = default_site_profile()
+        return model.with_site_profile(site_profile) if site_profile is not None else model
 
     def selected_features(self) -> list[str]:
         """Union of the features the classifiers use, in the report's order."""
         chosen = {f for names in self.report["consensus"]["selected_features"].values() for f in names}
         return [f for f in self.feature_names if f in chosen]
 
-    def _probabilities(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Per-model class probabilities (n, n_models, 3) and the calibrated consensus (n, 3)."""
+    def _probabilities(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-model class probabilities (n, n_models, 3), the calibrated consensus (n, 3), and the COVID-19 risk
+        in use (n,): the consensus's, or the site's with a profile."""
         per_model = np.stack([class_probabilities(self.models[name], X) for name in self.model_names], axis=1)
-        return per_model, self.calibrator.predict_proba(per_model)
+        consensus = self.calibrator.predict_proba(per_model)
+        covid = consensus[:, TRIAGE_CLASSES.index(LABEL_COVID)]
+        return per_model, consensus, (self.site_profile.risk(covid) if self.site_profile else covid)
 
     def predict_image(self, image: XRayImage) -> Prediction:
         """Score an image already read by :func:`core.io.images.read_image`."""
@@ -183,8 +230,7 @@ class TriageModel:
         probe = pd.concat([X] * (len(selected) + 1), ignore_index=True)
         for row, name in enumerate(selected, start=1):
             probe.loc[row, name] = self.feature_medians[name]
-        per_model, probabilities = self._probabilities(probe)
-        risks = probabilities[:, TRIAGE_CLASSES.index(LABEL_COVID)]
+        per_model, probabilities, risks = self._probabilities(probe)
         risk = float(risks[0])
         effects = [{"feature": name, "value": float(X.at[0, name]), "training_median": float(self.feature_medians[name]),
                     "effect": round(risk - float(risks[row]), 4)} for row, name in enumerate(selected, start=1)]
@@ -193,6 +239,9 @@ class TriageModel:
         prediction.pneumonia = float(1.0 - probabilities[0, TRIAGE_CLASSES.index(LABEL_NORMAL)])
         prediction.reading = reading_in_words(prediction.pneumonia, risk)
         prediction.threshold = self.flag_rule.threshold
+        if self.site_profile is not None:
+            prediction.site_profile = self.site_profile.summary()
+            prediction.model_risk = float(probabilities[0, TRIAGE_CLASSES.index(LABEL_COVID)])
         covid = TRIAGE_CLASSES.index(LABEL_COVID)
         prediction.per_model = {name: float(per_model[0, i, covid]) for i, name in enumerate(self.model_names)}
         prediction.per_model_classes = {name: per_model[0, i].tolist() for i, name in enumerate(self.model_names)}

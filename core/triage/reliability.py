@@ -16,9 +16,9 @@ from core.evaluation.consensus import CONSENSUS
 from core.evaluation.report import EvaluationReport
 from core.labels import LABEL_COVID, LABEL_OTHER_PNEUMONIA, TRIAGE_CLASSES
 from core.learn.models import MODEL_NAMES
+from core.learn.site_profile import NOT_VALIDATED
 from core.triage.model import Prediction, TriageModel
 
-NOT_VALIDATED = "not validated at this site"
 # Below this AUC on a hospital the models never saw, the cross-hospital check is reported as failed.
 CROSS_HOSPITAL_PASS_AUC = 0.70
 
@@ -26,12 +26,12 @@ CROSS_HOSPITAL_PASS_AUC = 0.70
 def validation_status(prediction: Prediction) -> str:
     """The one line that says which validation covers this verdict.
 
-    This is the hook for site profiles (the site-validation work): ``Prediction.site_profile`` names the site
-    profile whose local validation produced the operating point, and stays None until a profile is active, in
-    which case the verdict is "not validated at this site".
+    ``Prediction.site_profile`` names the site profile (:mod:`core.learn.site_profile`) whose local validation
+    produced the operating point; it is None until a profile is active, and the verdict is then "not validated
+    at this site".
     """
     profile = prediction.site_profile
-    return NOT_VALIDATED if not profile else f"validated at this site (site profile {profile})"
+    return NOT_VALIDATED if not profile else f"validated at this site ({prediction.calibration_statement()})"
 
 
 @dataclass(frozen=True)

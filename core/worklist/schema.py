@@ -42,6 +42,7 @@ from sqlalchemy import (
 
 from core.worklist.migration_4 import migration_4_review, review_audit_columns, review_case_columns
 from core.worklist.sqlite import SQLITE_INTEGRITY_TRIGGERS, sqlite_file_path
+from core.worklist.site_profile_tables import migration_5_site_profiles, site_profile_case_columns
 
 STATUSES = ("new", "under review", "quarantine follow-up", "cleared")
 
@@ -170,7 +171,7 @@ def _sha256(value: Any) -> str:
 def validate_new_case(*, patient_id: Any, image_name: Any, image_sha256: Any, risk: Any,
                       flagged: Any, threshold: Any, per_model: Any, corona_score: Any = None,
                       zones: Any = None, study_date: Any = None, offset_days: Any = None,
-                      reviewer: Any = "", note: Any = "", model_version: Any = "") -> dict:
+                      reviewer: Any = "", note: Any = "", model_version: Any = "", site_profile: Any = "") -> dict:
     """Check every field of a new case and return the column values to insert."""
     if not isinstance(flagged, (bool, np.bool_)):
         raise WorklistError(f"flagged must be True or False, got {flagged!r}")
@@ -189,6 +190,7 @@ def validate_new_case(*, patient_id: Any, image_name: Any, image_sha256: Any, ri
         "reviewer": check_text("reviewer", reviewer, required=False),
         "note": check_note(note),
         "model_version": check_text("model_version", model_version, required=False),
+        "site_profile": check_text("site_profile", site_profile, required=False, max_chars=200),
     }
 
 
@@ -307,6 +309,7 @@ cases_table = Table(
     "cases", metadata, *_case_columns(),
     Column("model_version", String(128), nullable=False, server_default=""),
     *review_case_columns(),
+    *site_profile_case_columns(),
     sqlite_autoincrement=True,  # ids are never reused, even for a rolled-back insert
 )
 audit_table = Table("audit_events", metadata, *_audit_columns(), *review_audit_columns(),
@@ -380,6 +383,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _migration_3_integrity),
     Migration(4, "review: thumbnails, reviewer identity source, zone-grade corrections",
               migration_4_review),
+    Migration(5, "site profiles (append-only history); cases.site_profile", migration_5_site_profiles),
 )
 LATEST_SCHEMA_VERSION = MIGRATIONS[-1].version
 MIGRATIONS_NEEDED_TO_READ = frozenset({1, 2, 4})

@@ -191,7 +191,7 @@ class WorklistStore:
                  study_date: str | None = None, offset_days: float | None = None,
                  reviewer: str = "", note: str = "", model_version: str = "",
                  thumbnail_png: bytes | None = None, zones_corrected: dict[str, int] | None = None,
-                 reviewer_source: str = "") -> int:
+                 reviewer_source: str = "", site_profile: str = "") -> int:
         """Validate and store a new case with status "new"; returns its id.
 
         The case row and its "created" audit event are written in one transaction. ``zones``
@@ -200,13 +200,15 @@ class WorklistStore:
         a downscaled copy of the film (:func:`core.worklist.review_data.thumbnail_png`);
         ``zones_corrected`` the radiologist's six zone grades when they differ from ``zones`` (saved
         as a second, audited change in the same transaction); ``reviewer_source`` says how the
-        reviewer's name was established ("login", "typed" or "").
+        reviewer's name was established ("login", "typed" or ""); ``site_profile`` which site
+        calibration produced the verdict (``Prediction.calibration_statement()``).
         """
         row = validate_new_case(
             patient_id=patient_id, image_name=image_name, image_sha256=image_sha256, risk=risk,
             flagged=flagged, threshold=threshold, per_model=per_model,
             corona_score=corona_score, zones=zones, study_date=study_date,
-            offset_days=offset_days, reviewer=reviewer, note=note, model_version=model_version)
+            offset_days=offset_days, reviewer=reviewer, note=note, model_version=model_version,
+            site_profile=site_profile)
         row["thumbnail_png"] = check_thumbnail(thumbnail_png)
         row["reviewer_source"] = check_identity_source(reviewer_source)
         corrected = None if zones_corrected is None else check_zone_grades(zones_corrected)

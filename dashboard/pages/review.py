@@ -204,7 +204,8 @@ def save_form(key: str, prediction: Prediction, model: TriageModel) -> None:
             per_model=prediction.per_model, corona_score=severity.get("corona_score"),
             zones=severity.get("zones"), study_date=study_date, offset_days=offset, reviewer=reviewer.name,
             reviewer_source=reviewer.source, note=note, model_version=model_version(model),
-            thumbnail_png=thumbnail_png(prediction.image.pixels), zones_corrected=corrected)
+            thumbnail_png=thumbnail_png(prediction.image.pixels), zones_corrected=corrected,
+            site_profile=prediction.calibration_statement())
     except WorklistError as exc:
         st.error(f"Not saved: {plain(exc)}")
         return

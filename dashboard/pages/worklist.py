@@ -172,7 +172,8 @@ def case_panel(store: WorklistStore, cases: pd.DataFrame) -> None:
                     f"**Corona score** {corona}  \n"
                     "**Per model** " + ", ".join(f"{plain(k)} {100 * v:.0f}%" for k, v in per_model)
                     + f"  \n**Reviewer** {plain(case['reviewer'] or '—')}  \n"
-                    f"**Model** {plain(case.get('model_version') or '—')}")
+                    f"**Model** {plain(case.get('model_version') or '—')}"
+                    + f"  \n**Site calibration** {plain(case.get('site_profile') or 'not recorded')}")
         status_form(store, case, seen_version)
         zone_form(store, case, seen_version)
     with trail_column:

@@ -20,6 +20,7 @@ STAGES = (
     ("core.severity",),                               # lungs + features -> corona score, progression
     ("core.worklist",),                               # flagged cases in a database
     ("core.triage",),                                 # one image -> verdict (acceptance, risk, score)
+    ("core.validation",),                             # a site's labelled films -> validation figures, site profile
     ("core.workflow", "core.bench", "core.cli", "core.__main__"),  # orchestration
     ("dashboard",),                                   # the UI, on top of everything
 )

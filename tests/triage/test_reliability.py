@@ -33,8 +33,9 @@ def prediction(model, sample_png):
 
 def test_not_validated_until_a_site_profile_is_active(prediction):
     assert validation_status(prediction) == NOT_VALIDATED
-    profiled = dataclasses.replace(prediction, site_profile="St Elsewhere, CR room 2")
-    assert validation_status(profiled) == "validated at this site (site profile St Elsewhere, CR room 2)"
+    profiled = dataclasses.replace(prediction, site_profile={"name": "St Elsewhere, CR room 2", "id": "0123456789ab"})
+    assert validation_status(profiled) == \
+        'validated at this site (site profile "St Elsewhere, CR room 2" (id 0123456789ab))'
 
 
 def test_spread_is_each_model_through_the_consensus_calibration(model, prediction):

@@ -410,6 +410,7 @@ def test_upgrade_from_handmade_v1_database(tmp_path) -> None:
         assert store.schema_version() == worklist_schema.LATEST_SCHEMA_VERSION
         old = store.get_case(1)
         assert old["patient_id"] == "OLD-7" and old["model_version"] == ""  # column added
+        assert old["site_profile"] == ""  # migration 5: unknown for cases saved before it
         assert old["status"] == "under review" and old["note"] == "kept" and old["version"] == 2
         assert len(store.audit_trail(1)) == 2
         store.update_status(1, "cleared", who="dr.new", expected_version=2)
