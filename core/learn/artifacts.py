@@ -57,6 +57,7 @@ TRUSTED_TYPES = (
     "core.learn.consensus.ConsensusCalibrator",
     "core.learn.consensus.OutOfDistributionDetector",
     "core.learn.site_shift.SiteShiftDetector",
+    "core.severity.brixia.ZoneGradeRegressor",
     "core.learn.orientation.OrientationCheck",
     "core.severity.model.SeverityModel",
 )

@@ -13,7 +13,6 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from core.lungs.fields import find_lung_fields
-from core.lungs.zones import ZONE_NAMES
 from dashboard import charts
 from dashboard.overlay import DISPLAY_MAX_SIDE, apply_window, display_copy, overlay_rgb
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import sqlite3
 from datetime import datetime, timedelta
 
@@ -318,7 +317,7 @@ def test_no_connection_can_orphan_the_audit_trail(store: WorklistStore) -> None:
     """Not the store's connections, not another program's (sqlite3 opens with foreign keys off)."""
     if store.engine.dialect.name != "sqlite":
         pytest.skip("PostgreSQL always enforces foreign keys")
-    case_id = store.add_case(**case_fields())
+    store.add_case(**case_fields())
     with sqlite3.connect(store.engine.url.database) as raw:
         assert raw.execute("PRAGMA foreign_keys").fetchone() == (0,)
         with pytest.raises(sqlite3.DatabaseError, match="audit trail"):

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from core.lungs.zones import ZONE_NAMES
 from core.worklist import schema as worklist_schema
 from core.worklist.review_data import THUMBNAIL_MAX_SIDE, thumbnail_png
-from core.worklist.schema import MIGRATIONS, Migration, migrate
+from core.worklist.schema import MIGRATIONS, migrate
 from core.worklist.store import WorklistError, WorklistStore
 
 MODEL_GRADES = dict(zip(ZONE_NAMES, (0, 1, 2, 0, 1, 1)))
@@ -140,7 +140,7 @@ def test_identity_source_is_checked(db_url):
 
 def test_a_lower_migration_number_that_arrives_later_is_still_applied(db_url):
     """Numbers are handed out in advance: a database already at 4 must still get 3 when it appears."""
-    with WorklistStore(db_url) as store:
+    with WorklistStore(db_url):
         pass
     engine = worklist_schema.create_worklist_engine(db_url)
     try:
