@@ -45,15 +45,15 @@ def test_threshold_reaches_target_out_of_fold(fitted):
     _, _, artifacts, summary = fitted
     assert summary["out_of_fold"]["sensitivity"] >= summary["target_sensitivity"] == 0.95
     assert all(len(names) == 10 for names in summary["selected_features"].values())
-    rule = artifacts["consensus.joblib"]["flag_rule"]   # the threshold lives with the model, as a rule object
-    assert isinstance(rule, FlagRule) and rule.threshold == summary["threshold"]
+    rule = FlagRule.from_dict(artifacts[CONSENSUS_FILE]["flag_rule"])   # the threshold lives with the model
+    assert rule.threshold == summary["threshold"]
 
 
 def test_three_class_consensus_gives_pneumonia_and_risk(fitted):
     X, y, artifacts, summary = fitted
     assert summary["classes"] == ["Normal", "other pneumonia", "COVID-19"] and summary["models"] == list(MODEL_NAMES)
     per_model = np.stack([class_probabilities(artifacts[model_file_name(n)], X) for n in MODEL_NAMES], axis=1)
-    calibrated = artifacts["consensus.joblib"]["calibrator"].predict_proba(per_model)
+    calibrated = artifacts[CONSENSUS_FILE]["calibrator"].predict_proba(per_model)
     np.testing.assert_allclose(calibrated.sum(axis=1), 1.0)
     risk, pneumonia = calibrated[:, 2], 1 - calibrated[:, 0]
     assert (risk <= pneumonia + 1e-12).all()                    # COVID-19 is a pneumonia
