@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from core.learn.artifacts import model_file_name
 from core.paths import REPO_ROOT, default_models_dir
 
 
@@ -98,6 +99,12 @@ def _rewrite_report(folder: Path, change) -> None:
     (folder / "report.json").write_text(json.dumps(report))
 
 
+def _classifier_file(folder: Path) -> str:
+    """The file of the first classifier the saved recipe averages (what `predict` needs and `score` does not)."""
+    report = json.loads((folder / "report.json").read_text())
+    return model_file_name(report["consensus"]["models"][0])
+
+
 def _replace_with_matching_hash(folder: Path, name: str, content: bytes) -> None:
     (folder / name).write_bytes(content)
     _rewrite_report(folder, lambda report: report["files"].update({name: hashlib.sha256(content).hexdigest()}))
@@ -109,15 +116,16 @@ def test_broken_models_folders_get_a_message(models, films, tmp_path):
     blob = sio.dumps({"not": "a model"})
     no_files = _copy_models(models, tmp_path / "no-files")
     _rewrite_report(no_files, lambda report: report.pop("files"))
-    wrong_types = _copy_models(models, tmp_path / "wrong-types")
-    _replace_with_matching_hash(wrong_types, "svm.skops", blob)  # predict's
-    _replace_with_matching_hash(wrong_types, "severity.skops", blob)  # score's
+    wrong_classifier = _copy_models(models, tmp_path / "wrong-classifier")
+    _replace_with_matching_hash(wrong_classifier, _classifier_file(wrong_classifier), blob)  # predict's
+    wrong_severity = _copy_models(models, tmp_path / "wrong-severity")
+    _replace_with_matching_hash(wrong_severity, "severity.skops", blob)  # score's
     extra = _copy_models(models, tmp_path / "extra-entry")
     _replace_with_matching_hash(extra, "unused.skops", blob)
     for command, folder, fragment in (("predict", no_files, "no valid 'files' list"),
                                       ("score", no_files, "no valid 'files' list"),
-                                      ("predict", wrong_types, "holds dict, not a fitted classifier"),
-                                      ("score", wrong_types, "holds dict, not a SeverityModel"),
+                                      ("predict", wrong_classifier, "holds dict, not a fitted classifier"),
+                                      ("score", wrong_severity, "holds dict, not a SeverityModel"),
                                       ("predict", extra, "does not use (unused.skops)"),
                                       ("score", extra, "does not use (unused.skops)")):
         assert_message_not_traceback(run(command, films["chest.png"], "--models", folder), 2, fragment)
@@ -125,9 +133,10 @@ def test_broken_models_folders_get_a_message(models, films, tmp_path):
 
 def test_score_loads_only_what_it_needs(models, films, tmp_path):
     folder = _copy_models(models, tmp_path / "m")
-    (folder / "random-forest.skops").write_bytes(b"damaged")  # a classifier `score` does not use
+    classifier = _classifier_file(folder)
+    (folder / classifier).write_bytes(b"damaged")  # a classifier `score` does not use
     assert run("score", films["chest.png"], "--models", folder).returncode == 0
-    assert_message_not_traceback(run("predict", films["chest.png"], "--models", folder), 2, "random-forest.skops")
+    assert_message_not_traceback(run("predict", films["chest.png"], "--models", folder), 2, classifier)
 
 
 def test_a_pinned_fingerprint_refuses_a_rewritten_folder(models, films, tmp_path):

@@ -57,7 +57,7 @@ def test_html_report_opens_draws_and_prints_in_chromium(site, tmp_path):
             page.goto(report_path.as_uri())
             page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3",
                                    timeout=60_000)
-            assert page.locator(".js-plotly-plot").count() == 3
+            assert page.locator(".js-plotly-plot").count() >= 3  # + the pneumonia figures when the model gives them
             assert page.get_by_text("Verdicts in this report: not validated at this site").is_visible()
             assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4  # ROC, point, bins, diagonals
             assert page.get_by_text("Sign-off").is_visible()
