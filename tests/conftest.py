@@ -9,6 +9,10 @@ import pytest
 
 from core.paths import default_data_dir
 
+# The validation tests' shared fixtures (``model``: the default models; ``site``: six real Actualmed films); a
+# test module that defines a fixture of the same name uses its own.
+pytest_plugins = ("validation_support",)
+
 
 @pytest.fixture(scope="session")
 def cxr_dir() -> Path:

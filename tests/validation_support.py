@@ -7,10 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+from dashboard_support import require_default_model
 
 from core.io.datasets import Dataset
 from core.learn.flag import FlagRule
 from core.learn.site_profile import SiteProfile, SiteRecalibrator
+from core.triage.model import TriageModel
 from core.validation.scoring import ScoredSet
 
 
@@ -64,3 +67,17 @@ def scored_set(tmp_path, risk, y, patients, threshold: float = 0.3) -> ScoredSet
     table = pd.DataFrame({"path": [str(tmp_path / f) for f in files], "file": files, "label": labels,
                           "patient_id": patients, "patient_known": True})
     return ScoredSet(records, Dataset(tmp_path, table, "manifest"))
+
+
+# Fixtures shared by the validation tests (import them by name into a test module).
+@pytest.fixture(scope="module")
+def model() -> TriageModel:
+    """The default models, without any site profile."""
+    require_default_model()
+    return TriageModel.load(use_environment=False)
+
+
+@pytest.fixture(scope="module")
+def site(cxr_dir, cxr_manifest, tmp_path_factory):
+    """Six real Actualmed films (3 COVID-19, 3 Normal) as a labelled site folder."""
+    return small_site(cxr_dir, cxr_manifest, tmp_path_factory.mktemp("site") / "actualmed-6")

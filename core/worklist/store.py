@@ -107,6 +107,15 @@ _LISTED_COLUMNS = [column for column in cases_table.c if column.name != "thumbna
 # --- Store ------------------------------------------------------------------------------------
 
 
+def _checked_change(case_id: Any, who: Any, who_source: Any, note: Any,
+                    expected_version: Any) -> tuple[int, str, str, str | None, int | None]:
+    """The arguments every change to a case takes, checked: case id, who, how they were identified, the optional
+    note and the version the user was looking at."""
+    return (check_positive_int("case_id", case_id), check_text("who", who, required=True),
+            check_identity_source(who_source), None if note is None else check_note(note),
+            _optional_version(expected_version))
+
+
 class WorklistStore:
     """The worklist database: cases, their status workflow and an append-only audit trail.
 
@@ -240,13 +249,8 @@ class WorklistStore:
         The audit event lists what changed against what was shown (the model's grades, or the
         previous correction); ``note`` (optional) is appended to it.
         """
-        case_id = check_positive_int("case_id", case_id)
+        case_id, who, who_source, note, expected = _checked_change(case_id, who, who_source, note, expected_version)
         corrected = check_zone_grades(grades)
-        who = check_text("who", who, required=True)
-        who_source = check_identity_source(who_source)
-        if note is not None:
-            note = check_note(note)
-        expected = _optional_version(expected_version)
         with self._write() as conn:
             current = self._lock_case(conn, case_id, expected)
             shown = self._read_case(conn, case_id)
@@ -263,13 +267,8 @@ class WorklistStore:
 
         ``who`` becomes the case's reviewer; ``note`` is the reason, kept in the audit event.
         """
-        case_id = check_positive_int("case_id", case_id)
+        case_id, who, who_source, note, expected = _checked_change(case_id, who, who_source, note, expected_version)
         status = check_status(status)
-        who = check_text("who", who, required=True)
-        who_source = check_identity_source(who_source)
-        if note is not None:
-            note = check_note(note)
-        expected = _optional_version(expected_version)
         with self._write() as conn:
             current = self._lock_case(conn, case_id, expected)
             if status not in NEXT_STATUSES[current["status"]]:

@@ -9,24 +9,12 @@ import io
 import zipfile
 
 import pytest
-from dashboard_support import isolate_app, open_page, plotly_figures, require_default_model, texts
-from validation_support import identity_profile, scored_set, small_site, synthetic_risks
+from dashboard_support import isolate_app, open_page, plotly_figures, texts
+from validation_support import identity_profile, scored_set, synthetic_risks
 
-from core.triage.model import TriageModel
 from core.validation.calibrate import fit_site_profile
 from core.worklist.site_profiles import SiteProfileRegistry
 from core.worklist.store import WorklistStore
-
-
-@pytest.fixture(scope="module")
-def model() -> TriageModel:
-    require_default_model()
-    return TriageModel.load(use_environment=False)
-
-
-@pytest.fixture(scope="module")
-def site(cxr_dir, cxr_manifest, tmp_path_factory):
-    return small_site(cxr_dir, cxr_manifest, tmp_path_factory.mktemp("site") / "actualmed-6")
 
 
 @pytest.fixture

@@ -15,13 +15,12 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from dashboard_support import require_default_model
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from validation_support import identity_profile, one_film_per_patient, site_folder, small_site
+from validation_support import identity_profile, one_film_per_patient, site_folder
 
 from core.features.blocks import extract_features
 from core.io.datasets import load_dataset
@@ -30,17 +29,6 @@ from core.triage.model import TriageModel
 from core.validation.html import render_html_report
 from core.validation.scoring import score_dataset
 from core.validation.validate import validation_report
-
-
-@pytest.fixture(scope="module")
-def model() -> TriageModel:
-    require_default_model()
-    return TriageModel.load(use_environment=False)
-
-
-@pytest.fixture(scope="module")
-def site(cxr_dir, cxr_manifest, tmp_path_factory):
-    return small_site(cxr_dir, cxr_manifest, tmp_path_factory.mktemp("site") / "actualmed-6")
 
 
 @pytest.fixture(scope="module")
