@@ -80,6 +80,24 @@ def grades_from_values(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values), 0, GRADE_MAX).astype(int)
 
 
+def regressor_candidates(ridge_alphas: Sequence[float], boosting: bool, random_state: int, *,
+                         n_estimators: int, learning_rate: float) -> dict:
+    """The regressors a severity target is chosen from: ridge on the standardised design for each penalty, and
+    (``boosting``) depth-2 gradient boosting, by name."""
+    candidates = {f"ridge(alpha={a:g})": make_pipeline(StandardScaler(), Ridge(alpha=a)) for a in ridge_alphas}
+    if boosting:
+        candidates["gradient boosting"] = GradientBoostingRegressor(
+            n_estimators=n_estimators, max_depth=2, learning_rate=learning_rate, subsample=0.8,
+            random_state=random_state)
+    return candidates
+
+
+def grouped_folds(X: np.ndarray, groups: np.ndarray, n_splits: int, random_state: int) -> list:
+    """Patient-grouped (train, test) folds for choosing a regressor: at most one fold per patient."""
+    splits = min(n_splits, len(np.unique(groups)))
+    return list(GroupKFold(n_splits=splits, shuffle=True, random_state=random_state).split(X, groups=groups))
+
+
 class ZoneGradeRegressor(BaseEstimator):
     """One regressor for the six zones' Brixia grades, chosen by patient-grouped cross-validation.
 
@@ -108,20 +126,15 @@ class ZoneGradeRegressor(BaseEstimator):
         self.random_state = random_state
 
     def _candidates(self) -> dict:
-        candidates = {f"ridge(alpha={a:g})": make_pipeline(StandardScaler(), Ridge(alpha=a)) for a in self.ridge_alphas}
-        if self.boosting:
-            candidates["gradient boosting"] = GradientBoostingRegressor(
-                n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8, random_state=self.random_state)
-        return candidates
+        return regressor_candidates(self.ridge_alphas, self.boosting, self.random_state, n_estimators=150,
+                                    learning_rate=0.05)
 
     def fit(self, design: np.ndarray, grades: np.ndarray, groups: Sequence | None = None) -> "ZoneGradeRegressor":
         """Fit on ``design`` (n_images, 6, n_features) and the senior's ``grades`` (n_images, 6)."""
         design, grades = np.asarray(design, dtype=float), np.asarray(grades, dtype=float)
         n_images = design.shape[0]
         groups = np.asarray(groups) if groups is not None else np.arange(n_images)
-        splits = min(self.cv_splits, len(np.unique(groups)))
-        folds = list(GroupKFold(n_splits=splits, shuffle=True, random_state=self.random_state)
-                     .split(design, groups=groups))
+        folds = grouped_folds(design, groups, self.cv_splits, self.random_state)
         flat = design.reshape(-1, design.shape[2])
         errors = {}
         for name, candidate in self._candidates().items():

@@ -22,16 +22,13 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 from sklearn.base import BaseEstimator, clone
-from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import Ridge
-from sklearn.model_selection import GroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from core.features.zones import ZONE_FEATURES, severity_feature_names, zone_features
 from core.lungs.fields import LungFields, find_lung_fields
 from core.lungs.zones import ZONE_NAMES
-from core.severity.brixia import SENIOR_COLUMNS, ZoneGradeRegressor, grades_from_values, zone_design
+from core.severity.brixia import (SENIOR_COLUMNS, ZoneGradeRegressor, grades_from_values, grouped_folds,
+                                  regressor_candidates, zone_design)
 
 SEVERITY_VERSION = "2"
 ZONE_COUNT = len(ZONE_NAMES)
@@ -181,17 +178,12 @@ class SeverityModel(BaseEstimator):
         return optimize.minimize(loss, start, jac=True, method="L-BFGS-B").x
 
     def _candidates(self) -> dict:
-        candidates = {f"ridge(alpha={a:g})": make_pipeline(StandardScaler(), Ridge(alpha=a)) for a in self.ridge_alphas}
-        if self.boosting:
-            candidates["gradient boosting"] = GradientBoostingRegressor(
-                n_estimators=100, max_depth=2, learning_rate=0.1, subsample=0.8, random_state=self.random_state)
-        return candidates
+        return regressor_candidates(self.ridge_alphas, self.boosting, self.random_state, n_estimators=100,
+                                    learning_rate=0.1)
 
     def _choose(self, design: np.ndarray, target: np.ndarray, groups: np.ndarray, name: str):
         """The candidate with the lowest patient-grouped CV mean absolute error, refitted on all scored rows."""
-        splits = min(self.cv_splits, len(np.unique(groups)))
-        folds = list(GroupKFold(n_splits=splits, shuffle=True, random_state=self.random_state).split(design,
-                                                                                                     groups=groups))
+        folds = grouped_folds(design, groups, self.cv_splits, self.random_state)
         errors = {}
         for label, estimator in self._candidates().items():
             absolute = [np.abs(clone(estimator).fit(design[train], target[train]).predict(design[test]) - target[test])
