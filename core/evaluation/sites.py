@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
+
 from core.evaluation.metrics import fast_auc, patient_bootstrap
 from core.evaluation.splits import site_splits
 from core.labels import LABEL_COVID, LABEL_NORMAL, TASKS, TRIAGE_CLASSES

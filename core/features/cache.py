@@ -31,6 +31,15 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def pairs_sha256(pairs) -> str:
+    """SHA-256 over sorted ``(a, b)`` text pairs, one ``a<TAB>b`` line each: the same set, in any order, gives the
+    same digest (data set and model-file fingerprints)."""
+    digest = hashlib.sha256()
+    for first, second in sorted(pairs):
+        digest.update(f"{first}\t{second}\n".encode())
+    return digest.hexdigest()
+
+
 class FeatureCache:
     """File store of per-image feature vectors: ``<root>/<block>-<version>/<sha[:2]>/<sha>.npy``.
 

@@ -36,7 +36,7 @@ import skops
 import skops.io as sio
 
 import core
-from core.features.cache import file_sha256
+from core.features.cache import file_sha256, pairs_sha256
 
 REPORT_NAME = "report.json"
 ARTIFACT_SUFFIX = ".skops"
@@ -90,8 +90,16 @@ def environment_versions() -> dict[str, str]:
 
 
 def models_fingerprint(models_dir: str | os.PathLike) -> str:
-    """SHA-256 of the folder's ``report.json``: it lists every file's hash, so it stands for the whole folder."""
+    """SHA-256 of the folder's ``report.json``: it lists every file's hash, so it stands for the whole folder (what
+    ``CXR_MODELS_FINGERPRINT`` pins)."""
     return file_sha256(Path(models_dir) / REPORT_NAME)
+
+
+def model_files_fingerprint(report: dict) -> str:
+    """SHA-256 over the saved files' names and hashes (``report.json`` ``files``): the fitted models themselves,
+    whatever else the report says. A site profile names the models it was made for by this; any retraining
+    changes it."""
+    return pairs_sha256((report.get("files") or {}).items())
 
 
 def save_artifacts(out_dir: str | os.PathLike, artifacts: dict, report: dict,

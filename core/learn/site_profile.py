@@ -7,7 +7,7 @@ so the ranking of films — and the AUC — is unchanged), and the profile's :cl
 the recalibrated risk.
 
 A profile is a JSON file (no pickle: it can be read, audited and shared without running code). It names the models
-it was made for (:func:`models_fingerprint`) and is refused by any other models; it carries its own content hash
+it was made for (:func:`core.learn.artifacts.model_files_fingerprint`) and is refused by any other models; it carries its own content hash
 (``id``), so a hand-edited file is refused too.
 """
 
@@ -37,15 +37,6 @@ _EPS = 1e-6
 
 class SiteProfileError(ValueError):
     """A site profile that cannot be made or used here, with the reason and what to do."""
-
-
-def models_fingerprint(report: dict) -> str:
-    """SHA-256 over the saved files' names and hashes (``report.json`` ``files``): any retraining changes it."""
-    files = report.get("files") or {}
-    digest = hashlib.sha256()
-    for name, sha in sorted(files.items()):
-        digest.update(f"{name}\t{sha}\n".encode())
-    return digest.hexdigest()
 
 
 def _logit(p) -> np.ndarray:
@@ -133,7 +124,7 @@ class SiteProfile:
     created : str
         UTC ISO time it was made.
     models_fingerprint : str
-        :func:`models_fingerprint` of the models it was made for.
+        :func:`core.learn.artifacts.model_files_fingerprint` of the models it was made for.
     recalibrator : SiteRecalibrator
         Consensus risk → the site's calibrated risk.
     flag_rule : FlagRule

@@ -11,7 +11,6 @@ Saving and loading the fitted objects is :mod:`core.learn.artifacts`; ``python -
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 
 import numpy as np
@@ -22,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 from threadpoolctl import threadpool_limits
 
+from core.features.cache import pairs_sha256
 from core.labels import LABEL_COVID, LABEL_NORMAL, TRIAGE_CLASSES
 from core.learn.artifacts import CONSENSUS_FILE, model_file_name
 from core.learn.consensus import ConsensusCalibrator, OutOfDistributionDetector
@@ -37,10 +37,7 @@ N_CLASSES = len(TRIAGE_CLASSES)
 
 def data_fingerprint(shas: list[str], labels: list[str]) -> str:
     """SHA-256 over the sorted (image hash, label) pairs: the same images and labels give the same fingerprint."""
-    digest = hashlib.sha256()
-    for sha, label in sorted(zip(shas, labels)):
-        digest.update(f"{sha}\t{label}\n".encode())
-    return digest.hexdigest()
+    return pairs_sha256(zip(shas, labels))
 
 
 def fit_pipeline(name: str, recipe: Recipe, X: pd.DataFrame | np.ndarray, y: np.ndarray, random_state: int,

@@ -27,8 +27,14 @@ from sklearn.linear_model import Ridge
 from core.features.zones import ZONE_FEATURES, severity_feature_names, zone_features
 from core.lungs.fields import LungFields, find_lung_fields
 from core.lungs.zones import ZONE_NAMES
-from core.severity.brixia import (SENIOR_COLUMNS, ZoneGradeRegressor, grades_from_values, grouped_folds,
-                                  regressor_candidates, zone_design)
+from core.severity.brixia import (
+    SENIOR_COLUMNS,
+    ZoneGradeRegressor,
+    grades_from_values,
+    grouped_folds,
+    regressor_candidates,
+    zone_design,
+)
 
 SEVERITY_VERSION = "2"
 ZONE_COUNT = len(ZONE_NAMES)

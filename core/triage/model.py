@@ -30,14 +30,15 @@ from core.learn.artifacts import (
     ModelLoadError,
     load_artifacts,
     model_file_name,
+    model_files_fingerprint,
     read_report,
 )
 from core.learn.flag import FlagRule
 from core.learn.models import ALL_MODELS
 from core.learn.orientation import OrientationCheck
+from core.learn.site_profile import NOT_VALIDATED, SiteProfile, load_site_profile
 from core.learn.site_shift import BATCH_SHIFT_WARNING, SITE_SHIFT_WARNING
 from core.learn.training import class_probabilities
-from core.learn.site_profile import NOT_VALIDATED, SiteProfile, load_site_profile, models_fingerprint
 from core.lungs.fields import LungFields, find_lung_fields
 from core.paths import default_models_dir, default_site_profile
 from core.progress import Progress
@@ -130,7 +131,7 @@ class TriageModel:
         self.models_dir = models_dir
         self.feature_set: str = report["feature_set"]
         self.feature_names: list[str] = report.get("feature_names", [])
-        self.fingerprint = models_fingerprint(report)
+        self.fingerprint = model_files_fingerprint(report)
         self.site_profile: SiteProfile | None = None
         if site_profile is not None:
             site_profile.check_models(self.fingerprint, f"the models in {models_dir}")

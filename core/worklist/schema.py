@@ -41,8 +41,8 @@ from sqlalchemy import (
 )
 
 from core.worklist.migration_4 import migration_4_review, review_audit_columns, review_case_columns
-from core.worklist.sqlite import SQLITE_INTEGRITY_TRIGGERS, sqlite_file_path
 from core.worklist.site_profile_tables import migration_5_site_profiles, site_profile_case_columns
+from core.worklist.sqlite import SQLITE_INTEGRITY_TRIGGERS, sqlite_file_path
 
 STATUSES = ("new", "under review", "quarantine follow-up", "cleared")
 

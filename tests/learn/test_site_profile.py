@@ -9,11 +9,11 @@ import pytest
 from scipy.special import expit, logit
 from validation_support import identity_profile
 
+from core.learn.artifacts import model_files_fingerprint
 from core.learn.site_profile import (
     SiteProfileError,
     SiteRecalibrator,
     load_site_profile,
-    models_fingerprint,
 )
 
 
@@ -95,9 +95,9 @@ def test_missing_profile_file(tmp_path):
 def test_a_profile_for_other_models_is_refused():
     report = {"files": {"svm.joblib": "a" * 64, "consensus.joblib": "b" * 64}}
     retrained = {"files": {"svm.joblib": "a" * 64, "consensus.joblib": "c" * 64}}
-    assert models_fingerprint(report) != models_fingerprint(retrained)
-    profile = identity_profile(models_fingerprint(report), threshold=0.3)
-    profile.check_models(models_fingerprint(report))  # the models it was made for: accepted
+    assert model_files_fingerprint(report) != model_files_fingerprint(retrained)
+    profile = identity_profile(model_files_fingerprint(report), threshold=0.3)
+    profile.check_models(model_files_fingerprint(report))  # the models it was made for: accepted
     with pytest.raises(SiteProfileError, match="made for other models.*python -m core calibrate"):
-        profile.check_models(models_fingerprint(retrained))
+        profile.check_models(model_files_fingerprint(retrained))
 
