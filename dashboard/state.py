@@ -30,10 +30,14 @@ DISCLAIMER = ("**Research use only.** This tool supports, and does not replace, 
               "of the image. Not a medical device.")
 
 
+def _file_stamp(path: Path) -> float:
+    """Modification time of a file, 0 when it is not there: part of the cache key of what is read from it."""
+    return path.stat().st_mtime if path.is_file() else 0.0
+
+
 def models_stamp(models_dir: Path) -> float:
     """Modification time of the models folder's report (0 when there is none): part of every cache key."""
-    report = Path(models_dir) / REPORT_NAME
-    return report.stat().st_mtime if report.is_file() else 0.0
+    return _file_stamp(Path(models_dir) / REPORT_NAME)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -75,6 +79,12 @@ def site_profile_registry() -> SiteProfileRegistry | None:
     return SiteProfileRegistry(store) if store is not None else None
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _site_profile_file(path: str, stamp: float) -> SiteProfile:
+    """A site profile file, read and checked once per version of the file (not on every rerun of a page)."""
+    return load_site_profile(path)
+
+
 def active_site_profile() -> tuple[str, SiteProfile] | None:
     """Where the site profile in use comes from and the profile: ``$CXR_SITE_PROFILE`` when set (deployment
     override), else the version activated on the Site validation page; None when there is none.
@@ -83,7 +93,7 @@ def active_site_profile() -> tuple[str, SiteProfile] | None:
     """
     path = default_site_profile()
     if path is not None:
-        return f"CXR_SITE_PROFILE={path}", load_site_profile(path)
+        return f"CXR_SITE_PROFILE={path}", _site_profile_file(str(path), _file_stamp(Path(path)))
     registry = site_profile_registry()
     found = registry.active() if registry is not None else None
     return (f"version {found[0]}, activated on the Site validation page", found[1]) if found else None
