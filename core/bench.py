@@ -107,16 +107,6 @@ def _timed(function: Callable[[], object]) -> tuple[float, float, object]:
     return time.perf_counter() - start, _cpu_seconds() - cpu, result
 
 
-def bench_evaluate(n_images: int, n_features: int, repeats: int = 10) -> dict:
-    """Time of 4 models × ``repeats`` × before/after on cached (synthetic) features."""
-    from core.evaluation.evaluate import evaluate
-
-    X, y, groups = synthetic_features(n_images, n_features)
-    seconds, cpu, _ = _timed(lambda: evaluate(X, y, groups=groups, split="patient", repeats=repeats, n_jobs=-1))
-    return {"n_images": n_images, "n_features": n_features, "repeats": repeats, "seconds": seconds,
-            "cpu_seconds": cpu}
-
-
 def bench_evaluate_reference(data_dir: str | os.PathLike, splits: Sequence[str], cache_dir=None,
                              repeats: int = 10) -> list[dict]:
     """``evaluate --split <split>`` (4 models × ``repeats`` × before/after) on the reference data, features
