@@ -134,8 +134,9 @@ def cmd_train(args) -> int:
 
     with execution_backend(args.scheduler):
         report = train(args.data, args.out, feature_set=args.features or "both", recipe=args.recipe,
-                       target_sensitivity=args.target_sensitivity, repeats=args.repeats,
-                       n_jobs=args.n_jobs, cache_dir=_cache(args), progress=_progress_printer(args.quiet))
+                       target_sensitivity=args.target_sensitivity, repeats=args.repeats, n_boot=args.bootstrap,
+                       severity_repeats=args.severity_repeats, n_jobs=args.n_jobs, cache_dir=_cache(args),
+                       progress=_progress_printer(args.quiet))
     consensus = report["consensus"]
     print(f"saved to {args.out}: recipe {report['recipe']}, threshold {consensus['threshold']:.3f} "
           f"(out-of-fold sensitivity {consensus['out_of_fold']['sensitivity']:.3f}, "
@@ -379,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=default_models_dir(), help="models folder (default: %(default)s)")
     train.add_argument("--target-sensitivity", type=float, default=0.95,
                        help="flag threshold chosen to reach this out-of-fold sensitivity (default 0.95)")
+    train.add_argument("--bootstrap", type=int, default=1000,
+                       help="patient bootstrap resamples for the site evaluation's CIs (default 1000)")
+    train.add_argument("--severity-repeats", type=int, default=5,
+                       help="fold assignments of the corona score's cross-validated report (default 5)")
     train.set_defaults(func=cmd_train)
 
     contrasts = commands.add_parser("contrasts", help="how the triage model holds up at a hospital it has never "

@@ -92,11 +92,13 @@ def load_feature_matrix(data_dir: str | os.PathLike, feature_set: str = "both", 
 
 
 def check_options(*, repeats: int | None = None, train_size: float | None = None, select_k: int | None = None,
-                  target_sensitivity: float | None = None) -> None:
+                  target_sensitivity: float | None = None, bootstrap: int | None = None,
+                  severity_repeats: int | None = None) -> None:
     """Refuse option values that make no sense, before any image is read (``ValueError`` naming the option)."""
     problems = []
-    if repeats is not None and repeats < 1:
-        problems.append(f"--repeats must be at least 1, got {repeats}")
+    for name, count in (("repeats", repeats), ("bootstrap", bootstrap), ("severity-repeats", severity_repeats)):
+        if count is not None and count < 1:
+            problems.append(f"--{name} must be at least 1, got {count}")
     if train_size is not None and not 0 < train_size < 1:
         problems.append(f"--train-size must be between 0 and 1 (the share of images that trains), got {train_size}")
     if select_k is not None and select_k < 1:
@@ -217,15 +219,17 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
           recipe: str = "auto", target_sensitivity: float = 0.95, repeats: int = 10, random_state: int = 42,
           n_jobs: int = -1, cache_dir: str | os.PathLike | None = None,
           evaluate_splits: tuple[str, ...] = ("patient", "random", "source"),
-          n_boot: int = 1000, progress: Progress | None = None) -> dict:
+          n_boot: int = 1000, severity_repeats: int = 5, progress: Progress | None = None) -> dict:
     """Choose the recipe leave-one-site-out, fit, calibrate, evaluate and save the three-class triage model.
 
     ``recipe="auto"`` evaluates every :data:`core.learn.models.RECIPES` leave-one-site-out and keeps the one with
     the best :func:`core.evaluation.sites.selection_score` (data without sites: ``linear``). The site evaluation of
     the chosen recipe is saved as ``site-evaluation.json``; ``evaluate_splits`` adds the study's four models on
-    COVID-19 vs Normal (``evaluation-<split>.json``) for the Model comparison page.
+    COVID-19 vs Normal (``evaluation-<split>.json``) for the Model comparison page. ``n_boot``: patient bootstrap
+    resamples of the site evaluation's intervals; ``severity_repeats``: fold assignments of the corona score's report.
     """
-    check_options(repeats=repeats, target_sensitivity=target_sensitivity)
+    check_options(repeats=repeats, target_sensitivity=target_sensitivity, bootstrap=n_boot,
+                  severity_repeats=severity_repeats)
     check_data_set(data_dir, split="random")  # before any feature: enough images of each label to fit at all
     say = progress or (lambda fraction, message: None)
     matrix = load_feature_matrix(data_dir, feature_set, task=None, n_jobs=n_jobs, cache_dir=cache_dir,
@@ -255,7 +259,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
     every_image = load_dataset(data_dir).table  # all findings: the severity model and the orientation check
     try:  # every labelled image (other findings too) feeds the severity model; it needs the expert scores
         severity_model, severity = fit_severity_model(every_image, n_jobs=n_jobs, random_state=random_state,
-                                                      zone_scores=brixia_zone_scores(data_dir))
+                                                      repeats=severity_repeats, zone_scores=brixia_zone_scores(data_dir))
         artifacts[SEVERITY_FILE] = severity_model
     except ValueError as exc:  # e.g. a data set without expert scores: the classifiers are still saved
         severity = {"error": str(exc)}

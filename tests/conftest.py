@@ -33,3 +33,32 @@ def sample_png(cxr_dir: Path, cxr_manifest: pd.DataFrame) -> Path:
     """One real COVID-19 image from the reference set."""
     name = cxr_manifest.loc[cxr_manifest.label == "COVID-19", "file"].iloc[0]
     return cxr_dir / "images" / name
+
+
+# The small reference folder keeps this fraction of each (site, label)'s patients (at least a few), and a few
+# patients with each kind of expert score.
+SMALL_FRACTION, SMALL_MIN_PATIENTS, SMALL_SCORED_PATIENTS = 0.2, 4, 12
+
+
+@pytest.fixture(scope="session")
+def small_cxr_dir(cxr_dir: Path, cxr_manifest: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data set folder holding a fixed sample of the reference data (about a third): whole patients of every site
+    and label, and patients with the experts' Cohen and Brixia scores for the corona score.
+
+    Its ``manifest.csv`` lists the sample; ``images``, ``masks`` and ``severity`` link to the reference folder's own
+    (nothing is copied). For the command-line runs that train and evaluate end to end: the same code paths as the
+    full data at a fraction of the cost.
+    """
+    manifest = cxr_manifest.assign(patient_group=cxr_manifest["patient_group"].fillna(cxr_manifest["patient_id"]))
+    patients = manifest.groupby(["site", "label"])["patient_group"].unique()
+    chosen = {p for group in patients for p in pd.Series(group).sample(
+        min(len(group), max(SMALL_MIN_PATIENTS, round(SMALL_FRACTION * len(group)))), random_state=0)}
+    for column in ("geographic_extent", "brixia_senior_total"):
+        scored = pd.Series(manifest.loc[manifest[column].notna(), "patient_group"].unique())
+        chosen |= set(scored.sample(min(len(scored), SMALL_SCORED_PATIENTS), random_state=0))
+    folder = tmp_path_factory.mktemp("small-cxr")
+    cxr_manifest[manifest["patient_group"].isin(chosen)].to_csv(folder / "manifest.csv", index=False)
+    for entry in ("images", "masks", "severity"):
+        if (cxr_dir / entry).exists():
+            (folder / entry).symlink_to((cxr_dir / entry).resolve())
+    return folder

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from core.labels import READING_WORDS
@@ -31,9 +32,15 @@ def cli_env(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(cxr_dir, cli_env, tmp_path_factory):
+def small_manifest(small_cxr_dir):
+    return pd.read_csv(small_cxr_dir / "manifest.csv")
+
+
+@pytest.fixture(scope="module")
+def trained(small_cxr_dir, cli_env, tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "m"
-    cli_env("train", "--data", cxr_dir, "--out", out, "--features", "radiomic", "--repeats", "2", "--n-jobs", "2")
+    cli_env("train", "--data", small_cxr_dir, "--out", out, "--features", "radiomic", "--repeats", "2", "--n-jobs", "2",
+            "--bootstrap", "200", "--severity-repeats", "1")
     return out
 
 
@@ -49,13 +56,13 @@ def test_help_of_every_command(cli_env, capsys):
 
 
 @pytest.mark.slow
-def test_evaluate_json_has_the_documented_shape(cxr_dir, cxr_manifest, cli_env, tmp_path):
+def test_evaluate_json_has_the_documented_shape(small_cxr_dir, small_manifest, cli_env, tmp_path):
     out = tmp_path / "eval.json"
-    cli_env("evaluate", "--data", cxr_dir, "--features", "radiomic", "--split", "patient", "--repeats", "2",
+    cli_env("evaluate", "--data", small_cxr_dir, "--features", "radiomic", "--split", "patient", "--repeats", "2",
             "--json", out, "--n-jobs", "2")
     summary = json.loads(out.read_text())
     assert summary["split"] == "patient" and summary["repeats"] == 2 and summary["target"] == "COVID-19"
-    binary = cxr_manifest[cxr_manifest["label"].isin(["COVID-19", "Normal"])]
+    binary = small_manifest[small_manifest["label"].isin(["COVID-19", "Normal"])]
     assert summary["n_images"] == len(binary) and summary["n_patients"] == binary["patient_group"].nunique()
     rows = {(r["model"], r["stage"]) for r in summary["results"]}
     assert rows == {(m, s) for m in MODEL_NAMES for s in ("before", "after")}
@@ -65,26 +72,27 @@ def test_evaluate_json_has_the_documented_shape(cxr_dir, cxr_manifest, cli_env, 
 
 
 @pytest.mark.slow
-def test_binary_reproduction_of_the_study_runs_end_to_end(cxr_dir, cli_env, tmp_path):
+def test_binary_reproduction_of_the_study_runs_end_to_end(small_cxr_dir, cli_env, tmp_path):
     """The study's workflow: COVID-19 vs Normal, Orange preset, random sampling — unchanged by the three classes."""
     out = tmp_path / "orange.json"
-    cli_env("evaluate", "--data", cxr_dir, "--task", "covid-vs-normal", "--preset", "orange", "--split", "random",
+    cli_env("evaluate", "--data", small_cxr_dir, "--task", "covid-vs-normal", "--preset", "orange", "--split", "random",
             "--features", "radiomic", "--repeats", "2", "--json", out, "--n-jobs", "2")
     summary = json.loads(out.read_text())
     assert summary["task"] == "covid-vs-normal" and summary["target"] == "COVID-19" and summary["split"] == "random"
     assert {(r["model"], r["stage"]) for r in summary["results"]} == {(m, s) for m in MODEL_NAMES
                                                                       for s in ("before", "after")}
-    assert all(0.5 < r["AUC"] <= 1.0 for r in summary["results"])
+    aucs = [r["AUC"] for r in summary["results"]]
+    assert all(0.0 <= auc <= 1.0 for auc in aucs) and max(aucs) > 0.6  # a sample of the data: some model finds signal
 
 
 @pytest.mark.slow
-def test_leave_one_site_out_per_site_json(cxr_dir, cxr_manifest, cli_env, tmp_path):
+def test_leave_one_site_out_per_site_json(small_cxr_dir, small_manifest, cli_env, tmp_path):
     out = tmp_path / "site.json"
-    done = cli_env("evaluate", "--data", cxr_dir, "--split", "site", "--task", "pneumonia-vs-normal", "--features",
+    done = cli_env("evaluate", "--data", small_cxr_dir, "--split", "site", "--task", "pneumonia-vs-normal", "--features",
                    "radiomic", "--select", "5", "--json", out, "--n-jobs", "2")
     summary = json.loads(out.read_text())
     assert summary["split"] == "site" and summary["target"] == "other pneumonia"
-    rows = cxr_manifest[cxr_manifest["label"] != "COVID-19"]
+    rows = small_manifest[small_manifest["label"] != "COVID-19"]
     assert summary["n_images"] == len(rows)
     per_site = summary["per_site"]
     assert {r["site"] for r in per_site} <= set(rows["site"]) and "nih" in {r["site"] for r in per_site}
@@ -96,8 +104,8 @@ def test_leave_one_site_out_per_site_json(cxr_dir, cxr_manifest, cli_env, tmp_pa
 
 
 @pytest.mark.slow
-def test_source_split_names_the_sources_when_ambiguous(cxr_dir, cli_env):
-    done = cli_env("evaluate", "--data", cxr_dir, "--features", "radiomic", "--split", "source",
+def test_source_split_names_the_sources_when_ambiguous(small_cxr_dir, cli_env):
+    done = cli_env("evaluate", "--data", small_cxr_dir, "--features", "radiomic", "--split", "source",
                    "--test-source", "nih", "--repeats", "1", check=False)
     assert done.returncode == 2 and "does not hold both" in done.stderr and "Traceback" not in done.stderr
 

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +22,29 @@ from core.learn.artifacts import model_file_name
 from core.paths import REPO_ROOT, default_models_dir
 
 
-def run(*args, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], check=False, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
+def run(*args, env: dict | None = None, timeout: float = 300, in_process: bool = True) -> subprocess.CompletedProcess:
+    """``python -m core <args>``: its exit code, standard output and error.
+
+    In this process by default (the same ``main`` as ``python -m core``, without paying the imports again on every
+    call; an exception escaping ``main`` fails the test as a traceback would); ``in_process=False`` starts the real
+    command, for the paths that must not hang or crash the interpreter itself.
+    """
+    args = [str(arg) for arg in args]
+    if not in_process:
+        return subprocess.run([sys.executable, "-m", "core", *args], check=False, cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
+    from core.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        patch.chdir(REPO_ROOT)
+        try:
+            code = main(args)
+        except SystemExit as exited:  # argparse's refusals
+            code = exited.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def assert_message_not_traceback(done: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
@@ -80,7 +102,8 @@ def test_predict_answers_every_file_of_a_batch_with_a_fifo_dev_zero_and_a_huge_f
     huge = tmp_path / "huge.png"
     with open(huge, "wb") as handle:  # sparse: 6 GB declared, nothing written
         handle.truncate(6 * 10**9)
-    done = run("predict", fifo, zero, huge, films["chest.png"], "--models", models, "--json", timeout=110)
+    done = run("predict", fifo, zero, huge, films["chest.png"], "--models", models, "--json", timeout=110,
+               in_process=False)
     assert_message_not_traceback(done, 1)
     records = json.loads(done.stdout)
     assert [r["file"] for r in records] == ["x.png", "zero.dcm", "huge.png", "chest.png"]
@@ -155,6 +178,14 @@ def test_evaluate_options_are_refused_before_any_feature_is_computed(cxr_dir, tm
     done = run("evaluate", "--data", cxr_dir, option, "--no-cache", env={"CXR_CACHE": str(tmp_path)})
     assert_message_not_traceback(done, 2, fragment)
     assert "features:" not in done.stderr  # refused before the first image was read
+
+
+@pytest.mark.parametrize("option, fragment", [("--bootstrap=0", "--bootstrap must be at least 1"),
+                                              ("--severity-repeats=0", "--severity-repeats must be at least 1")])
+def test_train_options_are_refused_before_any_feature_is_computed(cxr_dir, tmp_path, option, fragment):
+    done = run("train", "--data", cxr_dir, "--out", tmp_path / "m", option, env={"CXR_CACHE": str(tmp_path)})
+    assert_message_not_traceback(done, 2, fragment)
+    assert "features:" not in done.stderr and not (tmp_path / "m").exists()
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,14 @@ distribution per label, for Normals per source and site (the normal range), and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
+from sklearn import config_context
 from sklearn.base import clone
 from sklearn.model_selection import GroupKFold
+from sklearn.utils.parallel import Parallel, delayed
 
 from core.features.zones import zone_feature_table
 from core.labels import LABEL_COVID, LABEL_NORMAL
@@ -22,6 +26,7 @@ from core.severity.noise import perturbation_noise
 from core.severity.progression import NOISE_SD, trend_agreement
 
 GRADE_COLUMNS = tuple(f"grade_{zone}" for zone in ZONE_NAMES)
+PREDICTED_COLUMNS = ["corona_score", "geographic_extent", "opacity", *GRADE_COLUMNS, "brixia_total"]
 # Experts' trend: a least-squares change (0-100 scale) within ±10 points is stable — about the junior-senior Brixia
 # disagreement (MAE 1.8 of 18 points on the reference films) and 1.3 points of Cohen's extent + opacity (0-14).
 EXPERT_STABLE_BAND = 10.0
@@ -51,17 +56,35 @@ def _summarise_repeats(per_repeat: list[dict]) -> dict:
     return {**summary, "per_repeat": [{k: round(v, 3) for k, v in figures.items()} for figures in per_repeat]}
 
 
+def _fold_predictions(model: SeverityModel, X: pd.DataFrame, y: pd.DataFrame, groups: np.ndarray,
+                      train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    fold_model = clone(model).fit(X.iloc[train], y.iloc[train], groups=groups[train])
+    return fold_model.predict(X.iloc[test])[PREDICTED_COLUMNS].to_numpy()
+
+
 def cross_validated_predictions(model: SeverityModel, X: pd.DataFrame, y: pd.DataFrame, groups: np.ndarray, *,
-                                n_splits: int, seed: int) -> pd.DataFrame:
+                                n_splits: int, seeds: Sequence[int], n_jobs: int = 1) -> list[pd.DataFrame]:
     """Out-of-fold ``corona_score``, ``geographic_extent``, ``opacity``, zone grades ``grade_<zone>`` and
-    ``brixia_total`` of every row: each row is predicted by a clone of ``model`` fitted without the row's patient
-    (patient-grouped folds; the regressor choices are nested)."""
-    columns = ["corona_score", "geographic_extent", "opacity", *GRADE_COLUMNS, "brixia_total"]
-    predictions = pd.DataFrame(index=X.index, columns=columns, dtype=float)
-    for train, test in GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(X, groups=groups):
-        fold_model = clone(model).fit(X.iloc[train], y.iloc[train], groups=groups[train])
-        predictions.iloc[test] = fold_model.predict(X.iloc[test])[columns].to_numpy()
-    return predictions
+    ``brixia_total`` of every row, once per fold assignment (seed): each row is predicted by a clone of ``model``
+    fitted without the row's patient (patient-grouped folds; the regressor choices are nested).
+
+    Every fold of every assignment is one task for ``n_jobs`` workers; the numbers do not depend on ``n_jobs``.
+    """
+    assignments = [list(GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(X, groups=groups))
+                   for seed in seeds]
+    tasks = [(train, test) for folds in assignments for train, test in folds]
+    # The boosted candidates fit thousands of small trees; sklearn's per-tree parameter checks cost a tenth of it.
+    with config_context(skip_parameter_validation=True):
+        fold_values = Parallel(n_jobs=n_jobs)(delayed(_fold_predictions)(model, X, y, groups, train, test)
+                                              for train, test in tasks)
+    runs, done = [], iter(zip(tasks, fold_values))
+    for folds in assignments:
+        predictions = pd.DataFrame(index=X.index, columns=PREDICTED_COLUMNS, dtype=float)
+        for _ in folds:
+            (_, test), values = next(done)
+            predictions.iloc[test] = values
+        runs.append(predictions)
+    return runs
 
 
 def _flat_brixia(figures: dict) -> dict:
@@ -134,17 +157,18 @@ def fit_severity_model(table: pd.DataFrame, *, n_jobs: int = -1, random_state: i
     predicted_column = {"extent": "geographic_extent", "opacity": "opacity", "corona_vs_experts": "corona_score"}
     graded = rows[list(SENIOR_COLUMNS)].notna().all(axis=1).to_numpy() if set(SENIOR_COLUMNS) <= set(rows) else \
         np.zeros(len(rows), dtype=bool)
-    runs, figures, brixia = [], {name: [] for name in experts}, []
-    for repeat in range(repeats):
-        run = cross_validated_predictions(model, X, y, groups, n_splits=outer_splits, seed=random_state + repeat)
-        runs.append(run)
+    runs = cross_validated_predictions(model, X, y, groups, n_splits=outer_splits,
+                                       seeds=[random_state + repeat for repeat in range(repeats)], n_jobs=n_jobs)
+    figures, brixia = {name: [] for name in experts}, []
+    for run in runs:
         for name, expert in experts.items():
             figures[name].append(_agreement(run[predicted_column[name]].to_numpy()[scored], expert[scored]))
         if graded.any():
             brixia.append(_flat_brixia(agreement_with_senior(run.loc[graded, list(GRADE_COLUMNS)].to_numpy(int),
                                                              rows.loc[graded, list(SENIOR_COLUMNS)].to_numpy(int))))
     out_of_fold = sum(runs) / len(runs)
-    model.fit(X, y, groups=groups)
+    with config_context(skip_parameter_validation=True):
+        model.fit(X, y, groups=groups)
 
     group = _label_group(rows["label"])
     normal = (group == LABEL_NORMAL).to_numpy()

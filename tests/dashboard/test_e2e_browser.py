@@ -83,11 +83,13 @@ class StreamlitServer:
 
 
 @pytest.fixture
-def server_env(tmp_path) -> dict[str, str]:
+def server_env(tmp_path, small_cxr_dir) -> dict[str, str]:
+    """A fresh app folder, worklist and feature cache; the Model comparison evaluates a sample of the reference
+    data (its features are computed afresh, in the browser's wait)."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's Chromium (`apt-get install -y chromium`)")
     require_default_model()
-    env = {**os.environ, "CXR_APP_DATA": str(tmp_path / "app-data"),
+    env = {**os.environ, "CXR_APP_DATA": str(tmp_path / "app-data"), "CXR_DATA": str(small_cxr_dir),
            "CXR_WORKLIST_URL": f"sqlite:///{(tmp_path / 'worklist.db').as_posix()}"}
     return env
 
