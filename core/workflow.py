@@ -292,13 +292,13 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
         side_files[evaluation_file_name(split)] = json.dumps(report.to_dict())
         evaluations[split] = report.summary_json()
     report = {
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "feature_set": feature_set, "recipe": chosen, "preset": RECIPES[chosen].preset,
         "select_k": RECIPES[chosen].select_k, "random_state": random_state,
         "target": LABEL_COVID, "classes": list(TRIAGE_CLASSES),
         "data": {"root": portable_path(data_dir), "fingerprint": data_fingerprint(
                      matrix.shas, matrix.table["label"].tolist()),
-                 "n_images": int(len(matrix.y)), "n_covid": int((matrix.y == TRIAGE_CLASSES.index(LABEL_COVID)).sum()),
+                 "n_images": len(matrix.y), "n_covid": int((matrix.y == TRIAGE_CLASSES.index(LABEL_COVID)).sum()),
                  "images_per_class": {c: int((matrix.y == i).sum()) for i, c in enumerate(TRIAGE_CLASSES)},
                  "n_patients": int(pd.Series(matrix.groups).nunique()), "unreadable": matrix.errors,
                  "summary": {**matrix.summary, "root": portable_path(data_dir)}},

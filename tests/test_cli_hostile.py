@@ -4,54 +4,24 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
-import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_support import assert_message_not_traceback, run_cli
 from PIL import Image
 
 from core.learn.artifacts import model_file_name
-from core.paths import REPO_ROOT, default_models_dir
+from core.paths import default_models_dir
 
 
 def run(*args, env: dict | None = None, timeout: float = 300, in_process: bool = True) -> subprocess.CompletedProcess:
-    """``python -m core <args>``: its exit code, standard output and error.
-
-    In this process by default (the same ``main`` as ``python -m core``, without paying the imports again on every
-    call; an exception escaping ``main`` fails the test as a traceback would); ``in_process=False`` starts the real
-    command, for the paths that must not hang or crash the interpreter itself.
-    """
-    args = [str(arg) for arg in args]
-    if not in_process:
-        return subprocess.run([sys.executable, "-m", "core", *args], check=False, cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
-    from core.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
-        for name, value in (env or {}).items():
-            patch.setenv(name, value)
-        patch.chdir(REPO_ROOT)
-        try:
-            code = main(args)
-        except SystemExit as exited:  # argparse's refusals
-            code = exited.code
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
-
-
-def assert_message_not_traceback(done: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    assert done.returncode == code, done.stderr[-2000:]
-    assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in done.stderr + done.stdout, done.stderr[-2000:]
+    return run_cli(*args, env=env, timeout=timeout, in_process=in_process)
 
 
 @pytest.fixture(scope="module")

@@ -173,7 +173,7 @@ def fit_severity_model(table: pd.DataFrame, *, n_jobs: int = -1, random_state: i
     group = _label_group(rows["label"])
     normal = (group == LABEL_NORMAL).to_numpy()
     report = {
-        "version": SEVERITY_VERSION, "n_images": int(len(rows)), "n_scored": int(scored.sum()),
+        "version": SEVERITY_VERSION, "n_images": len(rows), "n_scored": int(scored.sum()),
         "n_scored_patients": int(rows.loc[scored, group_column].nunique()), "unreadable": errors,
         "validation": f"out-of-fold, {outer_splits} folds grouped by {group_column} x {repeats} fold assignments "
                       "(the regressor choices nested inside each training fold)",

@@ -8,13 +8,11 @@ how well the model does (see ``scripts/site_validation_experiment.py`` for that,
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_support import run_cli
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold, cross_val_predict
@@ -24,7 +22,6 @@ from validation_support import identity_profile, one_film_per_patient, site_fold
 
 from core.features.blocks import extract_features
 from core.io.datasets import load_dataset
-from core.paths import REPO_ROOT
 from core.triage.model import TriageModel
 from core.validation.html import render_html_report
 from core.validation.scoring import score_dataset
@@ -33,12 +30,11 @@ from core.validation.validate import validation_report
 
 @pytest.fixture(scope="module")
 def core_cli(tmp_path_factory):
-    env = {k: v for k, v in os.environ.items() if k != "CXR_SITE_PROFILE"}
-    env["CXR_APP_DATA"] = str(tmp_path_factory.mktemp("app"))
+    """``python -m core`` (in this process) with a fresh app folder and no site profile from the environment."""
+    app_data = str(tmp_path_factory.mktemp("app"))
 
     def run(*args, **extra_env):
-        return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=REPO_ROOT,
-                              env={**env, **extra_env}, capture_output=True, text=True, timeout=900)
+        return run_cli(*args, env={"CXR_SITE_PROFILE": None, "CXR_APP_DATA": app_data, **extra_env})
     return run
 
 
