@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,13 @@ from core.paths import default_data_dir
 # The validation tests' shared fixtures (``model``: the default models; ``site``: six real Actualmed films); a
 # test module that defines a fixture of the same name uses its own.
 pytest_plugins = ("validation_support",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with the most slow (whole-pipeline or end-to-end) tests first: the test workers take files in this
+    order, and the longest files must not be left for the end, when the other worker has nothing more to do."""
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow") or item.get_closest_marker("e2e"))
+    items.sort(key=lambda item: -slow[item.path])  # stable: each file keeps its own order
 
 
 @pytest.fixture(scope="session")

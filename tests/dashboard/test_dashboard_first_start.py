@@ -35,6 +35,7 @@ def fresh_app(small_dataset, monkeypatch, tmp_path) -> Path:
     return models_dir
 
 
+@pytest.mark.slow
 def test_first_start_offers_the_command_and_trains_the_model(fresh_app):
     app = open_page()
     assert "no trained model" in app.error[0].value
