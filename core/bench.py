@@ -123,6 +123,40 @@ def bench_evaluate_reference(data_dir: str | os.PathLike, splits: Sequence[str],
     return rows
 
 
+def bench_sites(site_counts: Sequence[int], n_images: int = 440, n_features: int = 1163, n_jobs: int = -1,
+                ) -> list[dict]:
+    """How ``evaluate --split site`` grows with the number of sites: synthetic features shaped like the reference
+    data (``n_images`` × ``n_features``), patients dealt round-robin to ``k`` sites, 4 models × before/after, one
+    fit per left-out site that holds both classes."""
+    from core.evaluation.evaluate import evaluate
+
+    X, y, groups = synthetic_features(n_images, n_features)
+    rows = []
+    for count in site_counts:
+        sites = np.array([f"site-{g % count}" for g in groups])
+        seconds, cpu, report = _timed(lambda: evaluate(X, y, groups=groups, sources=sites, split="site",
+                                                       n_jobs=n_jobs))
+        rows.append({"n_sites": count, "n_images": n_images, "n_fits": sum(len(r.out_of_fold) for r in report.results),
+                     "seconds": seconds, "cpu_seconds": cpu})
+    return rows
+
+
+def bench_suite(timeout_s: float = 3600) -> dict:
+    """The README's test command (``python -m pytest``, in this environment) timed from start to end."""
+    import re
+    import subprocess
+    import sys
+
+    from core.paths import REPO_ROOT
+
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout_s)
+    seconds = time.perf_counter() - start
+    lines = [line for line in done.stdout.splitlines() if re.search(r"\d+ (passed|failed)", line)]
+    return {"seconds": seconds, "exit_code": done.returncode, "summary": lines[-1].strip("= ") if lines else ""}
+
+
 def bench_memory(paths: Sequence[str], sizes: Sequence[int]) -> list[dict]:
     """Peak traced memory of streaming feature extraction over growing numbers of (repeated) images."""
     rows = []
@@ -195,10 +229,18 @@ def bench_scaling(paths: Sequence[str], sizes: Sequence[int], n_jobs: int = -1, 
     return rows
 
 
+BENCH_PARTS = ("features", "predict", "evaluate", "sites", "memory", "scaling", "suite")
+
+
 def run_bench(data_dir: str | os.PathLike, *, models_dir=None, n_images: int = 32,
               scale: Sequence[int] = (100, 1000), memory_sizes: Sequence[int] = (20, 80), cache_dir=None,
               evaluate_splits: Sequence[str] | None = None, scale_repeats: int = 10,
-              parts: Sequence[str] = ("features", "predict", "evaluate", "memory", "scaling")) -> dict:
+              site_counts: Sequence[int] = (4, 8, 16),
+              parts: Sequence[str] = ("features", "predict", "evaluate", "sites", "memory", "scaling")) -> dict:
+    """Run the named parts (``suite``, the whole test suite, only when asked for) and return their figures."""
+    unknown = sorted(set(parts) - set(BENCH_PARTS))
+    if unknown:
+        raise ValueError(f"unknown bench part(s) {', '.join(unknown)}; choose from {', '.join(BENCH_PARTS)}")
     from core.evaluation.splits import SPLITS
 
     dataset = load_dataset(data_dir)
@@ -216,10 +258,14 @@ def run_bench(data_dir: str | os.PathLike, *, models_dir=None, n_images: int = 3
     if "evaluate" in parts:
         splits = evaluate_splits or [s for s in ("patient", "site") if s in SPLITS]
         result["evaluate_reference"] = bench_evaluate_reference(data_dir, splits, cache_dir=cache_dir)
+    if "sites" in parts:
+        result["sites"] = bench_sites(site_counts)
     if "memory" in parts:
         result["memory"] = bench_memory(paths, memory_sizes)
     if "scaling" in parts:
         result["scaling"] = bench_scaling(paths, scale, evaluate_repeats=scale_repeats)
+    if "suite" in parts:
+        result["suite"] = bench_suite()
     result["load_average_end"] = os.getloadavg()
     return result
 
@@ -232,6 +278,7 @@ TARGETS = {
     "evaluate_reference": ("≤ 60 s on 2 cores", lambda v: v <= 60),
     "predict": ("≤ 1 s server time", lambda v: v <= 1000),
     "scale_10000": ("10,000 images measured, with peak memory", lambda v: v >= 10_000),
+    "suite": ("≤ 6 min", lambda v: v <= 360),
 }
 
 
@@ -272,6 +319,9 @@ def format_bench(result: dict) -> str:
                           f"{ev['n_features']} features, cached), 4 models × {ev['repeats']} × before/after "
                           f"= {ev['n_fits']} fits", f"{ev['seconds']:.1f} s wall; {ev['cpu_seconds']:.0f} CPU-s "
                           f"(≈ {ev['cpu_seconds'] / 2:.0f} s on 2 idle cores)", "evaluate_reference", ev["seconds"]))
+    for row in result.get("sites", ()):
+        lines.append(_row(f"evaluate --split site, {row['n_sites']} sites (synthetic, {row['n_images']} images)",
+                          f"{row['seconds']:.1f} s wall, {row['cpu_seconds']:.0f} CPU-s, {row['n_fits']} fits"))
     for row in result.get("memory", ()):
         lines.append(_row(f"peak memory, feature extraction of {row['n_images']} images", f"{row['peak_mib']:.1f} MiB"))
     for row in result.get("scaling", ()):
@@ -285,6 +335,13 @@ def format_bench(result: dict) -> str:
                          f"{row['evaluate_cpu_s']:.0f} CPU-s")
         lines.append(_row(f"scaling, {row['n_images']} images (synthetic)", "; ".join(parts),
                           *(("scale_10000", row["n_images"]) if row["n_images"] >= 10_000 else ())))
+    suite = result.get("suite")
+    if suite is not None:
+        lines.append(_row("test suite (`python -m pytest`)", f"{suite['seconds'] / 60:.1f} min: {suite['summary']}"
+                          + ("" if suite["exit_code"] == 0 else f" (exit code {suite['exit_code']})"),
+                          "suite", suite["seconds"]))
+    else:
+        lines.append(_row("test suite (`python -m pytest`)", "not measured in this run: `bench --only suite`"))
     return "\n".join(lines)
 
 

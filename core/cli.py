@@ -444,8 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="image counts for the scaling curve, comma-separated (e.g. 100,1000,10000)")
     bench.add_argument("--scale-repeats", type=int, default=10,
                        help="evaluate repeats at each scaling point (0: no evaluate; default 10)")
-    bench.add_argument("--only", default="features,predict,evaluate,memory,scaling",
-                       help="parts to run, comma-separated (default: all of %(default)s)")
+    bench.add_argument("--only", default="features,predict,evaluate,sites,memory,scaling",
+                       help="parts to run, comma-separated (default: %(default)s; add suite to time the whole test "
+                            "suite, several minutes)")
     bench.add_argument("--json", type=Path, default=None)
     bench.set_defaults(func=cmd_bench)
     return parser

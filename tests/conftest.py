@@ -15,11 +15,17 @@ from core.paths import default_data_dir
 pytest_plugins = ("validation_support",)
 
 
+# Weight of a test when ordering files: an end-to-end test starts a server and a browser.
+_SLOW_WEIGHT = {"slow": 1, "e2e": 5}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with the most slow (whole-pipeline or end-to-end) tests first: the test workers take files in this
+    """The heaviest files (slow whole-pipeline and end-to-end tests) first: the test workers take files in this
     order, and the longest files must not be left for the end, when the other worker has nothing more to do."""
-    slow = Counter(item.path for item in items if item.get_closest_marker("slow") or item.get_closest_marker("e2e"))
-    items.sort(key=lambda item: -slow[item.path])  # stable: each file keeps its own order
+    weight: Counter = Counter()
+    for item in items:
+        weight[item.path] += sum(w for marker, w in _SLOW_WEIGHT.items() if item.get_closest_marker(marker))
+    items.sort(key=lambda item: -weight[item.path])  # stable: each file keeps its own order
 
 
 @pytest.fixture(scope="session")

@@ -31,3 +31,28 @@ def test_each_target_is_printed_beside_its_figure_with_met_or_not():
     assert "≈ 40 s on 2 idle cores" in row("evaluate --split patient") and row("evaluate").endswith("| NOT met |")
     assert row("scaling, 10000 images").endswith("| met |") and "peak 140 MiB" in row("scaling, 10000")
     assert "load average at start, end: 3.0, 4.0" in lines[0]
+    assert row("test suite").endswith("| |") and "bench --only suite" in row("test suite")  # not measured here
+
+    result["suite"] = {"seconds": 330.0, "exit_code": 0, "summary": "830 passed, 6 skipped in 325.00s"}
+    result["sites"] = [{"n_sites": 4, "n_images": 440, "n_fits": 32, "seconds": 12.0, "cpu_seconds": 23.0}]
+    lines = format_bench(result).splitlines()
+    assert row("test suite").endswith(f"| {TARGETS['suite'][0]} | met |") and "5.5 min: 830 passed" in row("test suite")
+    assert "32 fits" in row("evaluate --split site, 4 sites")
+
+
+def test_site_growth_is_measured_on_real_fits():
+    from core.bench import bench_sites
+
+    rows = bench_sites([2, 3], n_images=40, n_features=50, n_jobs=1)
+    assert [r["n_sites"] for r in rows] == [2, 3]
+    assert all(r["seconds"] > 0 and r["n_fits"] > 0 for r in rows)
+    assert rows[1]["n_fits"] > rows[0]["n_fits"]  # one fit per left-out site and model and stage
+
+
+def test_an_unknown_part_is_refused_by_name():
+    import pytest
+
+    from core.bench import run_bench
+
+    with pytest.raises(ValueError, match="unknown bench part.*lungz"):
+        run_bench(".", parts=["features", "lungz"])
