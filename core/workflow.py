@@ -259,7 +259,8 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, feature_se
     every_image = load_dataset(data_dir).table  # all findings: the severity model and the orientation check
     try:  # every labelled image (other findings too) feeds the severity model; it needs the expert scores
         severity_model, severity = fit_severity_model(every_image, n_jobs=n_jobs, random_state=random_state,
-                                                      repeats=severity_repeats, zone_scores=brixia_zone_scores(data_dir))
+                                                      repeats=severity_repeats, zone_scores=brixia_zone_scores(data_dir),
+                                                      cache_dir=cache_dir)
         artifacts[SEVERITY_FILE] = severity_model
     except ValueError as exc:  # e.g. a data set without expert scores: the classifiers are still saved
         severity = {"error": str(exc)}

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from chest_phantom import chest_phantom
 
-from core.features.zones import zone_feature_table, zone_features
+from core.features.blocks import zone_feature_table
+from core.features.zones import zone_features
 from core.lungs.fields import find_lung_fields
 from core.severity.model import SeverityModel
 

@@ -5,8 +5,10 @@ Two named, deterministic, fixed-length feature sets, selectable alone or togethe
 - ``embedding``: the 1000 SqueezeNet values as Orange computes them (:mod:`core.features.embedding`);
 - ``radiomic``: intensity, texture and edge features of the lung fields and their six zones (:mod:`core.features.radiomic`).
 
-A third set, ``acquisition`` (:mod:`core.features.acquisition`), describes how an image was acquired rather than
-what it shows; only the site-shift check uses it.
+Two more describe an image for other purposes: ``acquisition`` (:mod:`core.features.acquisition`) how it was
+acquired rather than what it shows (only the site-shift check uses it), and ``zones`` (:mod:`core.features.zones`)
+the lung zones the corona score grades. Whenever an image's lung fields are found, every block computed on them is
+cached, so the corona score's training does not find the lungs of a film again.
 
 Extraction streams the images in small chunks through ``joblib`` workers (so memory stays flat in the number of
 images), reports progress, and caches every image's vector in a file store keyed by the SHA-256 of the file's bytes
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from core.features import acquisition, embedding, radiomic
+from core.features import acquisition, embedding, radiomic, zones
 from core.features.cache import FeatureCache, file_sha256
 from core.io.images import ImageReadError, XRayImage, read_image
 from core.lungs.fields import LUNGS_VERSION, LungFields, find_lung_fields
@@ -32,7 +34,9 @@ from core.progress import Progress
 
 MODEL_FEATURE_SETS = ("embedding", "radiomic", "both")
 """Feature sets the classifiers are trained on."""
-FEATURE_SETS = (*MODEL_FEATURE_SETS, "acquisition")
+FEATURE_SETS = (*MODEL_FEATURE_SETS, "acquisition", "zones")
+# Blocks computed on the lung fields: all of them are cached whenever an image's lungs are found.
+LUNG_BLOCKS = ("radiomic", "zones")
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,8 @@ class FeatureBlock:
                               dtype=np.float32).reshape(len(images), len(self.columns))
         rows = []
         for image, lung_fields in zip(images, fields):
-            values = radiomic.radiomic_features(image.pixels, lung_fields)
+            values = zones.zone_features(lung_fields) if self.name == "zones" else \
+                radiomic.radiomic_features(image.pixels, lung_fields)
             rows.append([values[name] for name in self.columns])
         return np.asarray(rows, dtype=np.float32).reshape(len(images), len(self.columns))
 
@@ -70,6 +75,9 @@ def feature_blocks(feature_set: str) -> list[FeatureBlock]:
     if feature_set == "acquisition":
         blocks.append(FeatureBlock("acquisition", f"acq-{acquisition.ACQUISITION_VERSION}",
                                    acquisition.ACQUISITION_COLUMNS))
+    if feature_set == "zones":
+        blocks.append(FeatureBlock("zones", f"zones-{zones.ZONES_VERSION}-lungs-{LUNGS_VERSION}",
+                                   tuple(zones.severity_feature_names())))
     return blocks
 
 
@@ -116,14 +124,19 @@ def _extract_chunk(paths: Sequence[str], blocks: Sequence[FeatureBlock], cache_r
                 vectors[(index, block.name)] = cached
     needed = sorted({i for indices in pending.values() for i in indices})
     images, fields = {}, {}
+    lung_indices = {i for name in LUNG_BLOCKS for i in pending.get(name, ())}
     for index in needed:
         try:
             images[index] = read_image(paths[index])
         except ImageReadError as exc:
             errors[paths[index]] = str(exc)
             continue
-        if pending.get("radiomic") and index in pending["radiomic"]:
+        if index in lung_indices:
             fields[index] = find_lung_fields(images[index].pixels)
+    # The lung fields are the expensive part: the lung blocks nobody asked for are cached too, once.
+    requested = {block.name for block in blocks}
+    extra = [] if cache.root is None else [block for name in LUNG_BLOCKS if name not in requested
+                                            for block in feature_blocks(name)]
     for block in blocks:
         todo = [i for i in pending[block.name] if i in images]
         if not todo:
@@ -132,6 +145,10 @@ def _extract_chunk(paths: Sequence[str], blocks: Sequence[FeatureBlock], cache_r
         for i, row in zip(todo, matrix):
             cache.put(block, shas[i], row)
             vectors[(i, block.name)] = row
+    for block in extra:
+        todo = [i for i in fields if cache.get(block, shas[i]) is None]
+        for i, row in zip(todo, block.compute([images[i] for i in todo], [fields[i] for i in todo])):
+            cache.put(block, shas[i], row)
     rows = []
     for index, path in enumerate(paths):
         if path in errors:
@@ -189,3 +206,20 @@ def extract_features(paths: Sequence[str | os.PathLike], feature_set: str = "bot
     table.insert(0, "sha256", shas)
     table.insert(0, "file", files)
     return ImageFeatures(table, errors)
+
+
+def zone_feature_table(paths: Sequence[str | os.PathLike], *, n_jobs: int = -1,
+                       cache_dir: str | os.PathLike | None = None) -> tuple[pd.DataFrame, dict]:
+    """:func:`core.features.zones.zone_features` of many image files (read, lungs found, features), in parallel and
+    cached like every block.
+
+    Returns the table (columns :func:`core.features.zones.severity_feature_names`, one row per path in order, all-NaN
+    for an unreadable file) and ``{path: message}`` for those.
+    """
+    paths = [str(p) for p in paths]
+    result = extract_features(paths, "zones", n_jobs=n_jobs, cache_dir=cache_dir)
+    columns = zones.severity_feature_names()
+    by_path = dict(zip(result.table["file"], result.table[columns].to_numpy(dtype=float)))
+    empty = np.full(len(columns), np.nan)
+    rows = np.array([by_path.get(path, empty) for path in paths]).reshape(len(paths), len(columns))
+    return pd.DataFrame(rows, columns=columns), result.errors

@@ -3,18 +3,14 @@ geometry, computed on ``core.lungs.LungFields`` (see ``core.severity.model`` for
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-
 import numpy as np
-import pandas as pd
-from joblib import Parallel, delayed
 from scipy import ndimage as ndi
 
-from core.io.images import ImageReadError, read_image
-from core.lungs.fields import LungFields, find_lung_fields
+from core.lungs.fields import LungFields
 from core.lungs.zones import ZONE_NAMES
 
+# Bump when zone_features changes: it is part of the feature-cache key of the ``zones`` block.
+ZONES_VERSION = "1"
 ZONE_FEATURES = ("p10", "p25", "p50", "p75", "p90", "mean", "sd", "fine", "mid", "edge", "area")
 GEOMETRY_FEATURES = ("lung_area_per_width2", "lung_height_per_width", "mirrored")
 _MIN_ZONE_PIXELS = 10
@@ -70,23 +66,3 @@ def zone_features(fields: LungFields) -> dict[str, float]:
     values["sev_lung_height_per_width"] = height / width
     values["sev_mirrored"] = float(bool(fields.quality.get("mirrored", False)))
     return values
-
-
-def _features_of_file(path: str) -> dict[str, float] | str:
-    try:
-        image = read_image(path)
-    except ImageReadError as exc:
-        return str(exc)
-    return zone_features(find_lung_fields(image.pixels))
-
-
-def zone_feature_table(paths: Sequence[str | os.PathLike], *, n_jobs: int = -1) -> tuple[pd.DataFrame, dict]:
-    """:func:`zone_features` of many image files (read, lungs found, features), in parallel.
-
-    Returns the table (one row per path, all-NaN for an unreadable file) and ``{path: message}`` for those.
-    """
-    paths = [str(p) for p in paths]
-    results = Parallel(n_jobs=n_jobs, batch_size=8)(delayed(_features_of_file)(p) for p in paths)
-    errors = {p: r for p, r in zip(paths, results) if isinstance(r, str)}
-    rows = [dict.fromkeys(severity_feature_names(), np.nan) if isinstance(r, str) else r for r in results]
-    return pd.DataFrame(rows, columns=severity_feature_names()), errors

@@ -8,6 +8,7 @@ distribution per label, for Normals per source and site (the normal range), and 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GroupKFold
 from sklearn.utils.parallel import Parallel, delayed
 
-from core.features.zones import zone_feature_table
+from core.features.blocks import zone_feature_table
 from core.labels import LABEL_COVID, LABEL_NORMAL
 from core.lungs.zones import ZONE_NAMES
 from core.severity.brixia import JUNIOR_COLUMNS, SENIOR_COLUMNS, agreement_with_senior
@@ -98,7 +99,8 @@ def _normal_range(scores: pd.Series) -> tuple[float, float]:
 
 def fit_severity_model(table: pd.DataFrame, *, n_jobs: int = -1, random_state: int = 0, outer_splits: int = 8,
                        repeats: int = 5, n_perturbations: int = 4, features: pd.DataFrame | None = None,
-                       zone_scores: pd.DataFrame | None = None) -> tuple[SeverityModel, dict]:
+                       zone_scores: pd.DataFrame | None = None, cache_dir: str | os.PathLike | None = None,
+                       ) -> tuple[SeverityModel, dict]:
     """Fit the severity model on a data set and report its patient-grouped cross-validated accuracy.
 
     Parameters
@@ -117,6 +119,8 @@ def fit_severity_model(table: pd.DataFrame, *, n_jobs: int = -1, random_state: i
         Perturbed copies per scored image for the noise measurement (0: skip).
     features : DataFrame, optional
         Precomputed :func:`zone_feature_table` rows aligned with ``table``.
+    cache_dir : path, optional
+        Feature cache of the zone features (:func:`core.features.blocks.zone_feature_table`); None: none.
     zone_scores : DataFrame, optional
         :func:`core.severity.brixia.brixia_zone_scores` of the data set, joined on ``file``: the senior's zone
         grades train the Brixia zone-grade regressor, the junior's are reported beside it.
@@ -142,7 +146,7 @@ def fit_severity_model(table: pd.DataFrame, *, n_jobs: int = -1, random_state: i
         table = table.merge(zone_scores, on="file", how="left")
     errors = {}
     if features is None:
-        features, errors = zone_feature_table(table["path"], n_jobs=n_jobs)
+        features, errors = zone_feature_table(table["path"], n_jobs=n_jobs, cache_dir=cache_dir)
     readable = features.notna().any(axis=1).to_numpy()
     rows, X = table[readable].reset_index(drop=True), features[readable].reset_index(drop=True)
     target_columns = ["label", "geographic_extent", "opacity", *[c for c in SENIOR_COLUMNS if c in rows]]

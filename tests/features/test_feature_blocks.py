@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.features.blocks import extract_features, feature_blocks, feature_names
+from core.features.blocks import extract_features, feature_blocks, feature_names, zone_feature_table
 from core.features.cache import FeatureCache
+from core.features.zones import severity_feature_names
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,21 @@ def test_cache_hit_gives_identical_values_without_reading(tmp_path, some_images,
     monkeypatch.setattr(core.features.blocks, "read_image", fail)
     second = extract_features(some_images, "both", n_jobs=1, cache_dir=tmp_path)
     assert second.table.equals(first.table)
+
+
+def test_finding_the_lungs_once_caches_every_lung_block(tmp_path, some_images, monkeypatch):
+    """The classifiers' radiomic features and the corona score's zone features share one lung finding per film."""
+    extract_features(some_images, "radiomic", n_jobs=1, cache_dir=tmp_path)
+    fresh, _ = zone_feature_table(some_images, n_jobs=1, cache_dir=None)
+    import core.features.blocks
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the lungs of a film were found again")
+
+    monkeypatch.setattr(core.features.blocks, "find_lung_fields", fail)
+    cached, errors = zone_feature_table([*some_images, str(tmp_path / "missing.png")], n_jobs=1, cache_dir=tmp_path)
+    assert cached.iloc[:-1].equals(fresh) and cached.iloc[-1].isna().all() and list(errors) == [str(tmp_path / "missing.png")]
+    assert list(cached.columns) == severity_feature_names()
 
 
 def test_damaged_cache_entry_is_recomputed(tmp_path, some_images):

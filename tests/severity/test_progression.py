@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from severity_support import opacified_phantom, reference_model
 
-from core.features.zones import zone_feature_table
+from core.features.blocks import zone_feature_table
 from core.severity.noise import perturb, perturbation_noise
 from core.severity.progression import NO_VERDICT, NOISE_SD, patient_trends, trend
 
