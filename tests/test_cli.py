@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
+from cli_support import run_cli
 
 from core.labels import READING_WORDS
 from core.learn.models import MODEL_NAMES
 from core.learn.site_shift import SITE_SHIFT_WARNING
-from core.paths import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory):
-    env = dict(os.environ, CXR_CACHE=str(tmp_path_factory.mktemp("cache")),
-               CXR_APP_DATA=str(tmp_path_factory.mktemp("app")))
+    """``python -m core`` (in this process unless ``in_process=False``) with this module's feature cache and app
+    folder; ``--quiet`` added except for the commands without a progress line."""
+    env = {"CXR_CACHE": str(tmp_path_factory.mktemp("cache")), "CXR_APP_DATA": str(tmp_path_factory.mktemp("app"))}
 
-    def run(*args, check=True):
-        done = subprocess.run([sys.executable, "-m", "core", *map(str, args), "--quiet"] if args[0] not in
-                              ("predict", "summary") else [sys.executable, "-m", "core", *map(str, args)],
-                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    def run(*args, check=True, in_process=True):
+        args = [*map(str, args), *(() if args[0] in ("predict", "summary") else ("--quiet",))]
+        done = run_cli(*args, env=env, in_process=in_process)
         if check and done.returncode != 0:
             raise AssertionError(f"{args} exited {done.returncode}: {done.stderr[-2000:]}")
         return done
@@ -47,7 +44,7 @@ def trained(small_cxr_dir, cli_env, tmp_path_factory):
 def test_help_of_every_command(cli_env, capsys):
     from core.cli import main
 
-    assert "usage" in cli_env("summary", "--help").stdout  # the `python -m core` entry point, once
+    assert "usage" in cli_env("summary", "--help", in_process=False).stdout  # the `python -m core` entry point, once
     for command in ("summary", "features", "evaluate", "train", "contrasts", "predict", "score", "lungs",
                     "validate", "calibrate", "bench"):  # in-process: one import
         with pytest.raises(SystemExit) as exited:
@@ -89,7 +86,7 @@ def test_binary_reproduction_of_the_study_runs_end_to_end(small_cxr_dir, cli_env
 def test_leave_one_site_out_per_site_json(small_cxr_dir, small_manifest, cli_env, tmp_path):
     out = tmp_path / "site.json"
     done = cli_env("evaluate", "--data", small_cxr_dir, "--split", "site", "--task", "pneumonia-vs-normal", "--features",
-                   "radiomic", "--select", "5", "--json", out, "--n-jobs", "2")
+                   "radiomic", "--select", "5", "--preset", "orange", "--json", out, "--n-jobs", "2")
     summary = json.loads(out.read_text())
     assert summary["split"] == "site" and summary["target"] == "other pneumonia"
     rows = small_manifest[small_manifest["label"] != "COVID-19"]

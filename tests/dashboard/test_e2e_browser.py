@@ -21,8 +21,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from dashboard_support import REPO_ROOT, require_default_model
+from validation_support import one_film_per_patient, site_folder
 
 pytestmark = pytest.mark.e2e
 
@@ -84,8 +86,7 @@ class StreamlitServer:
 
 @pytest.fixture
 def server_env(tmp_path, small_cxr_dir) -> dict[str, str]:
-    """A fresh app folder, worklist and feature cache; the Model comparison evaluates a sample of the reference
-    data (its features are computed afresh, in the browser's wait)."""
+    """A fresh app folder, worklist and feature cache; a sample of the reference data as the data folder."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's Chromium (`apt-get install -y chromium`)")
     require_default_model()
@@ -161,9 +162,11 @@ def choose(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).first.click()
 
 
-def run_evaluation_twice(page, timings: dict) -> None:
-    """Model comparison: the same small evaluation twice (the second used to crash with CacheReplayClosureError)."""
+def run_evaluation_twice(page, timings: dict, data_dir: Path) -> None:
+    """Model comparison: the same small evaluation of ``data_dir`` twice (the second used to crash with
+    CacheReplayClosureError)."""
     page.get_by_role("tab", name="Run an evaluation").click()
+    page.get_by_label("Data set folder").fill(str(data_dir))
     choose(page, "Feature set", "radiomic")
     choose(page, "Split", "random")
     page.get_by_label("Repeats").fill("2")
@@ -178,7 +181,15 @@ def run_evaluation_twice(page, timings: dict) -> None:
         timings[f"model comparison: {attempt} identical evaluation run"] = time.perf_counter() - started
 
 
-def test_review_workflow_in_a_browser(server_env, browser, tmp_path, cxr_manifest, cxr_dir, sample_png):
+@pytest.fixture
+def evaluation_data(cxr_dir, cxr_manifest, tmp_path) -> Path:
+    """What the user evaluates on the Model comparison page: 15 COVID-19 and 15 Normal films of distinct patients."""
+    rows = pd.concat([one_film_per_patient(cxr_manifest, label, 15) for label in ("COVID-19", "Normal")])
+    return site_folder(cxr_dir, rows, tmp_path / "evaluation-data")
+
+
+def test_review_workflow_in_a_browser(server_env, browser, tmp_path, cxr_manifest, cxr_dir, sample_png,
+                                      evaluation_data):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     server = StreamlitServer(server_env, tmp_path / "streamlit.log").start()
@@ -219,7 +230,7 @@ def test_review_workflow_in_a_browser(server_env, browser, tmp_path, cxr_manifes
             timings[f"switch to {title}"] = click_page(page, title)
             assert page.get_by_text("does not replace").first.is_visible()  # the disclaimer, on every page
             if slug == "model_comparison":
-                run_evaluation_twice(page, timings)
+                run_evaluation_twice(page, timings, evaluation_data)
             if slug == "roc_curves":  # the consensus at its threshold, and the cross-hospital check
                 # the consensus at its threshold, or (three-class default model) the note saying where it is instead
                 page.locator(".legendtext", has_text="Consensus at the flag threshold").or_(
