@@ -124,7 +124,7 @@ def bench_evaluate_reference(data_dir: str | os.PathLike, splits: Sequence[str],
 
 
 def bench_sites(site_counts: Sequence[int], n_images: int = 440, n_features: int = 1163, n_jobs: int = -1,
-                ) -> list[dict]:
+                preset: str = "tuned") -> list[dict]:
     """How ``evaluate --split site`` grows with the number of sites: synthetic features shaped like the reference
     data (``n_images`` × ``n_features``), patients dealt round-robin to ``k`` sites, 4 models × before/after, one
     fit per left-out site that holds both classes."""
@@ -135,7 +135,7 @@ def bench_sites(site_counts: Sequence[int], n_images: int = 440, n_features: int
     for count in site_counts:
         sites = np.array([f"site-{g % count}" for g in groups])
         seconds, cpu, report = _timed(lambda: evaluate(X, y, groups=groups, sources=sites, split="site",
-                                                       n_jobs=n_jobs))
+                                                       preset=preset, n_jobs=n_jobs))
         rows.append({"n_sites": count, "n_images": n_images, "n_fits": sum(len(r.out_of_fold) for r in report.results),
                      "seconds": seconds, "cpu_seconds": cpu})
     return rows

@@ -43,7 +43,7 @@ def test_each_target_is_printed_beside_its_figure_with_met_or_not():
 def test_site_growth_is_measured_on_real_fits():
     from core.bench import bench_sites
 
-    rows = bench_sites([2, 3], n_images=40, n_features=50, n_jobs=1)
+    rows = bench_sites([2, 3], n_images=24, n_features=42, n_jobs=1, preset="orange")
     assert [r["n_sites"] for r in rows] == [2, 3]
     assert all(r["seconds"] > 0 and r["n_fits"] > 0 for r in rows)
     assert rows[1]["n_fits"] > rows[0]["n_fits"]  # one fit per left-out site and model and stage
