@@ -326,12 +326,13 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from core.bench import format_bench, run_bench
+    from core.bench import DEFAULT_BENCH_PARTS, format_bench, run_bench
 
+    parts = [part for part in args.only.split(",") if part] if args.only else DEFAULT_BENCH_PARTS
     with execution_backend(args.scheduler):
         result = run_bench(args.data, models_dir=args.models, n_images=args.images, cache_dir=_cache(args),
                            scale=[int(s) for s in args.scale.split(",") if s], scale_repeats=args.scale_repeats,
-                           parts=[p for p in args.only.split(",") if p])
+                           parts=parts)
     print(format_bench(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -444,9 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="image counts for the scaling curve, comma-separated (e.g. 100,1000,10000)")
     bench.add_argument("--scale-repeats", type=int, default=10,
                        help="evaluate repeats at each scaling point (0: no evaluate; default 10)")
-    bench.add_argument("--only", default="features,predict,evaluate,sites,memory,scaling",
-                       help="parts to run, comma-separated (default: %(default)s; add suite to time the whole test "
-                            "suite, several minutes)")
+    bench.add_argument("--only", default=None,
+                       help="parts to run, comma-separated, of features, predict, evaluate, sites, memory, scaling "
+                            "and suite (default: all but suite, which times the whole test suite: several minutes)")
     bench.add_argument("--json", type=Path, default=None)
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from validation_support import site_folder
 
 from core.paths import default_data_dir
 
@@ -70,9 +71,9 @@ def small_cxr_dir(cxr_dir: Path, cxr_manifest: pd.DataFrame, tmp_path_factory: p
     for column in ("geographic_extent", "brixia_senior_total"):
         scored = pd.Series(manifest.loc[manifest[column].notna(), "patient_group"].unique())
         chosen |= set(scored.sample(min(len(scored), SMALL_SCORED_PATIENTS), random_state=0))
-    folder = tmp_path_factory.mktemp("small-cxr")
-    cxr_manifest[manifest["patient_group"].isin(chosen)].to_csv(folder / "manifest.csv", index=False)
-    for entry in ("images", "masks", "severity"):
+    folder = site_folder(cxr_dir, cxr_manifest[manifest["patient_group"].isin(chosen)],
+                         tmp_path_factory.mktemp("small-cxr"))
+    for entry in ("masks", "severity"):  # site_folder links the images; the corona score needs these too
         if (cxr_dir / entry).exists():
             (folder / entry).symlink_to((cxr_dir / entry).resolve())
     return folder

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +17,6 @@ from PIL import Image
 
 from core.learn.artifacts import model_file_name
 from core.paths import default_models_dir
-
-
-def run(*args, env: dict | None = None, timeout: float = 300, in_process: bool = True) -> subprocess.CompletedProcess:
-    return run_cli(*args, env=env, timeout=timeout, in_process=in_process)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +50,7 @@ def test_both_commands_refuse_through_the_same_acceptance_checks(models, films, 
     refused = {"grey.png": "blank film", "faint.png": "blank film", "rotated.png": "rotated 90°",
                "inverted.png": "inverted", "upside-down.png": "flipped top to bottom", "photo.jpg": "colour image",
                "noise.png": "unlike every training chest X-ray"}
-    done = run(command, films["chest.png"], *(films[name] for name in refused), "--models", models, "--json")
+    done = run_cli(command, films["chest.png"], *(films[name] for name in refused), "--models", models, "--json")
     assert_message_not_traceback(done, 1)
     records = {record["file"]: record for record in json.loads(done.stdout)}
     assert "error" not in records["chest.png"]
@@ -72,7 +67,7 @@ def test_predict_answers_every_file_of_a_batch_with_a_fifo_dev_zero_and_a_huge_f
     huge = tmp_path / "huge.png"
     with open(huge, "wb") as handle:  # sparse: 6 GB declared, nothing written
         handle.truncate(6 * 10**9)
-    done = run("predict", fifo, zero, huge, films["chest.png"], "--models", models, "--json", timeout=110,
+    done = run_cli("predict", fifo, zero, huge, films["chest.png"], "--models", models, "--json", timeout=110,
                in_process=False)
     assert_message_not_traceback(done, 1)
     records = json.loads(done.stdout)
@@ -121,23 +116,23 @@ def test_broken_models_folders_get_a_message(models, films, tmp_path):
                                       ("score", wrong_severity, "holds dict, not a SeverityModel"),
                                       ("predict", extra, "does not use (unused.skops)"),
                                       ("score", extra, "does not use (unused.skops)")):
-        assert_message_not_traceback(run(command, films["chest.png"], "--models", folder), 2, fragment)
+        assert_message_not_traceback(run_cli(command, films["chest.png"], "--models", folder), 2, fragment)
 
 
 def test_score_loads_only_what_it_needs(models, films, tmp_path):
     folder = _copy_models(models, tmp_path / "m")
     classifier = _classifier_file(folder)
     (folder / classifier).write_bytes(b"damaged")  # a classifier `score` does not use
-    assert run("score", films["chest.png"], "--models", folder).returncode == 0
-    assert_message_not_traceback(run("predict", films["chest.png"], "--models", folder), 2, classifier)
+    assert run_cli("score", films["chest.png"], "--models", folder).returncode == 0
+    assert_message_not_traceback(run_cli("predict", films["chest.png"], "--models", folder), 2, classifier)
 
 
 def test_a_pinned_fingerprint_refuses_a_rewritten_folder(models, films, tmp_path):
     folder = _copy_models(models, tmp_path / "m")
     pinned = hashlib.sha256((folder / "report.json").read_bytes()).hexdigest()
-    assert run("score", films["chest.png"], "--models", folder, env={"CXR_MODELS_FINGERPRINT": pinned}).returncode == 0
+    assert run_cli("score", films["chest.png"], "--models", folder, env={"CXR_MODELS_FINGERPRINT": pinned}).returncode == 0
     _rewrite_report(folder, lambda report: report.update({"created": "rewritten"}))
-    assert_message_not_traceback(run("score", films["chest.png"], "--models", folder,
+    assert_message_not_traceback(run_cli("score", films["chest.png"], "--models", folder,
                                      env={"CXR_MODELS_FINGERPRINT": pinned}), 2, "fingerprint pinned")
 
 
@@ -145,7 +140,7 @@ def test_a_pinned_fingerprint_refuses_a_rewritten_folder(models, films, tmp_path
                                               ("--repeats=0", "--repeats must be at least 1"),
                                               ("--train-size=1.5", "--train-size must be between 0 and 1")])
 def test_evaluate_options_are_refused_before_any_feature_is_computed(cxr_dir, tmp_path, option, fragment):
-    done = run("evaluate", "--data", cxr_dir, option, "--no-cache", env={"CXR_CACHE": str(tmp_path)})
+    done = run_cli("evaluate", "--data", cxr_dir, option, "--no-cache", env={"CXR_CACHE": str(tmp_path)})
     assert_message_not_traceback(done, 2, fragment)
     assert "features:" not in done.stderr  # refused before the first image was read
 
@@ -153,7 +148,7 @@ def test_evaluate_options_are_refused_before_any_feature_is_computed(cxr_dir, tm
 @pytest.mark.parametrize("option, fragment", [("--bootstrap=0", "--bootstrap must be at least 1"),
                                               ("--severity-repeats=0", "--severity-repeats must be at least 1")])
 def test_train_options_are_refused_before_any_feature_is_computed(cxr_dir, tmp_path, option, fragment):
-    done = run("train", "--data", cxr_dir, "--out", tmp_path / "m", option, env={"CXR_CACHE": str(tmp_path)})
+    done = run_cli("train", "--data", cxr_dir, "--out", tmp_path / "m", option, env={"CXR_CACHE": str(tmp_path)})
     assert_message_not_traceback(done, 2, fragment)
     assert "features:" not in done.stderr and not (tmp_path / "m").exists()
 
@@ -173,7 +168,7 @@ def tiny(cxr_dir, cxr_manifest, tmp_path_factory) -> Path:
                                      ("train", "--out", "{tmp}/m")])
 def test_a_tiny_data_set_is_refused_in_the_projects_words(tiny, tmp_path, command):
     args = [part.format(tmp=tmp_path) for part in command]
-    done = run(*args, "--data", tiny, "--features", "radiomic", "--quiet", env={"CXR_CACHE": str(tmp_path)})
+    done = run_cli(*args, "--data", tiny, "--features", "radiomic", "--quiet", env={"CXR_CACHE": str(tmp_path)})
     assert_message_not_traceback(done, 2, "too few images", "3 COVID-19", "3 Normal", "at least 10")
     assert "n_splits" not in done.stderr and "cross-validation but" not in done.stderr
 
@@ -181,6 +176,6 @@ def test_a_tiny_data_set_is_refused_in_the_projects_words(tiny, tmp_path, comman
 def test_an_unwritable_app_data_folder_is_a_message(cxr_dir, tmp_path):
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("a file where the app data folder should be")
-    done = run("features", "--data", cxr_dir, "--out", tmp_path / "f.csv",
+    done = run_cli("features", "--data", cxr_dir, "--out", tmp_path / "f.csv",
                env={"CXR_APP_DATA": str(blocked / "data"), "CXR_CACHE": ""})
     assert_message_not_traceback(done, 2, "CXR_APP_DATA")

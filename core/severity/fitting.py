@@ -13,10 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn import config_context
+from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.model_selection import GroupKFold
-from sklearn.utils.parallel import Parallel, delayed
 
 from core.features.blocks import zone_feature_table
 from core.labels import LABEL_COVID, LABEL_NORMAL
@@ -71,20 +70,14 @@ def cross_validated_predictions(model: SeverityModel, X: pd.DataFrame, y: pd.Dat
 
     Every fold of every assignment is one task for ``n_jobs`` workers; the numbers do not depend on ``n_jobs``.
     """
-    assignments = [list(GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(X, groups=groups))
+    assignments = [GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(X, groups=groups)
                    for seed in seeds]
-    tasks = [(train, test) for folds in assignments for train, test in folds]
-    # The boosted candidates fit thousands of small trees; sklearn's per-tree parameter checks cost a tenth of it.
-    with config_context(skip_parameter_validation=True):
-        fold_values = Parallel(n_jobs=n_jobs)(delayed(_fold_predictions)(model, X, y, groups, train, test)
-                                              for train, test in tasks)
-    runs, done = [], iter(zip(tasks, fold_values))
-    for folds in assignments:
-        predictions = pd.DataFrame(index=X.index, columns=PREDICTED_COLUMNS, dtype=float)
-        for _ in folds:
-            (_, test), values = next(done)
-            predictions.iloc[test] = values
-        runs.append(predictions)
+    tasks = [(repeat, train, test) for repeat, folds in enumerate(assignments) for train, test in folds]
+    fold_values = Parallel(n_jobs=n_jobs)(delayed(_fold_predictions)(model, X, y, groups, train, test)
+                                          for _, train, test in tasks)
+    runs = [pd.DataFrame(index=X.index, columns=PREDICTED_COLUMNS, dtype=float) for _ in seeds]
+    for (repeat, _, test), values in zip(tasks, fold_values):
+        runs[repeat].iloc[test] = values
     return runs
 
 
@@ -171,8 +164,7 @@ def fit_severity_model(table: pd.DataFrame, *, n_jobs: int = -1, random_state: i
             brixia.append(_flat_brixia(agreement_with_senior(run.loc[graded, list(GRADE_COLUMNS)].to_numpy(int),
                                                              rows.loc[graded, list(SENIOR_COLUMNS)].to_numpy(int))))
     out_of_fold = sum(runs) / len(runs)
-    with config_context(skip_parameter_validation=True):
-        model.fit(X, y, groups=groups)
+    model.fit(X, y, groups=groups)
 
     group = _label_group(rows["label"])
     normal = (group == LABEL_NORMAL).to_numpy()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import optimize
+from sklearn import config_context
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import Ridge
 
@@ -152,18 +153,26 @@ class SeverityModel(BaseEstimator):
         groups_all = groups
         groups = np.asarray(groups)[scored] if groups is not None else np.arange(int(scored.sum()))
         self.selection_ = {}
-        self.extent_model_ = self._choose(design, extent[scored], groups, "geographic_extent")
-        self.opacity_model_ = self._choose(design, opacity[scored], groups, "opacity")
-        self.grade_model_ = None
-        if set(SENIOR_COLUMNS) <= set(y.columns):
-            senior = y[list(SENIOR_COLUMNS)].to_numpy(dtype=float)
-            graded = np.isfinite(senior).all(axis=1)
-            if graded.sum() >= MIN_GRADED:
-                all_groups = np.asarray(groups_all) if groups_all is not None else np.arange(len(values))
-                self.grade_model_ = ZoneGradeRegressor(random_state=self.random_state).fit(
-                    self._grade_design(values[graded]), senior[graded], all_groups[graded])
-                self.selection_["brixia_grades"] = self.grade_model_.selection_
+        # The boosted candidates fit thousands of small trees; sklearn's per-tree parameter checks cost a tenth of it.
+        with config_context(skip_parameter_validation=True):
+            self.extent_model_ = self._choose(design, extent[scored], groups, "geographic_extent")
+            self.opacity_model_ = self._choose(design, opacity[scored], groups, "opacity")
+            self.grade_model_ = self._fit_grade_model(values, y, groups_all)
+        if self.grade_model_ is not None:
+            self.selection_["brixia_grades"] = self.grade_model_.selection_
         return self
+
+    def _fit_grade_model(self, values: np.ndarray, y: pd.DataFrame, groups: Sequence | None):
+        """The Brixia zone-grade regressor fitted to the senior's grades, or None without >= MIN_GRADED graded rows."""
+        if not set(SENIOR_COLUMNS) <= set(y.columns):
+            return None
+        senior = y[list(SENIOR_COLUMNS)].to_numpy(dtype=float)
+        graded = np.isfinite(senior).all(axis=1)
+        if graded.sum() < MIN_GRADED:
+            return None
+        groups = np.asarray(groups) if groups is not None else np.arange(len(values))
+        return ZoneGradeRegressor(random_state=self.random_state).fit(
+            self._grade_design(values[graded]), senior[graded], groups[graded])
 
     def _fit_zone_weights(self, zones: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Shared weights ``w`` minimising sum_images (sum_z clip(w . z_z, 0, 1) - target)^2 + alpha |w|^2.
