@@ -6,13 +6,15 @@ from core.bench import TARGETS, format_bench
 
 
 def test_each_target_is_printed_beside_its_figure_with_met_or_not():
-    embedding = {"ours_ms_per_image": 10.0, "ours_ms_per_image_batch1": 12.0, "ndf_ms_per_image": 120.0,
-                 "speedup": 12.0, "max_abs_diff": 1e-5, "relative_diff": 2e-3}
+    embedding = {"ours_ms_per_image": 10.0, "ours_ms_per_image_one_thread": 16.0, "ndf_ms_per_image": 120.0,
+                 "threads": 2, "speedup": 12.0, "speedup_one_thread": 7.5, "max_abs_diff": 1e-5, "relative_diff": 2e-3}
+    one_thread = {"lung_fields_ms": 35.0, "radiomic_ms": 50.0, "all_features_ms": 70.0, "cached_features_ms": 0.3}
     result = {
         "date": "2026-12-01", "machine": "test", "n_images": 2, "load_average_start": (3.0, 0, 0),
         "load_average_end": (4.0, 0, 0),
         "features": {"decode_resize_ms": 7.0, "lung_fields_ms": 20.0, "radiomic_ms": 30.0, "all_features_ms": 42.0,
                      "all_features_over_decode": 6.0, "cached_features_ms": 0.3, "embedding": embedding,
+                     "threads": 2, "one_thread": one_thread, "one_thread_all_features_over_decode": 10.0,
                      "images_per_s": {"decode": 140, "embedding": 100, "radiomic": 33, "both": 24}},
         "predict": {"n": 2, "p50_ms": 300.0, "p95_ms": 400.0},
         "evaluate_reference": [{"split": "patient", "n_images": 440, "n_features": 1163, "n_fits": 80,
@@ -27,6 +29,8 @@ def test_each_target_is_printed_beside_its_figure_with_met_or_not():
     assert row("embedding speed-up").endswith(f"| {TARGETS['embedding_speedup'][0]} | met |")
     assert row("embedding max difference").endswith("| NOT met |")
     assert row("all features (both)").endswith(f"| {TARGETS['all_features'][0]} | NOT met |")
+    assert "one thread: 70.0 ms = 10.0×" in row("all features (both), one process, 2 threads")
+    assert "(one thread: 7.5×)" in row("embedding speed-up")
     assert row("predict one file").endswith("| met |")
     assert "≈ 40 s on 2 idle cores" in row("evaluate --split patient") and row("evaluate").endswith("| NOT met |")
     assert row("scaling, 10000 images").endswith("| met |") and "peak 140 MiB" in row("scaling, 10000")

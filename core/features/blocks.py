@@ -28,6 +28,7 @@ from joblib import Parallel, delayed
 
 from core.features import acquisition, embedding, radiomic, zones
 from core.features.cache import FeatureCache, file_sha256
+from core.features.threads import map_threaded
 from core.io.images import ImageReadError, XRayImage, read_image
 from core.lungs.fields import LUNGS_VERSION, LungFields, find_lung_fields
 from core.progress import Progress
@@ -123,32 +124,47 @@ def _extract_chunk(paths: Sequence[str], blocks: Sequence[FeatureBlock], cache_r
             else:
                 vectors[(index, block.name)] = cached
     needed = sorted({i for indices in pending.values() for i in indices})
-    images, fields = {}, {}
-    lung_indices = {i for name in LUNG_BLOCKS for i in pending.get(name, ())}
-    for index in needed:
-        try:
-            images[index] = read_image(paths[index])
-        except ImageReadError as exc:
-            errors[paths[index]] = str(exc)
-            continue
-        if index in lung_indices:
-            fields[index] = find_lung_fields(images[index].pixels)
     # The lung fields are the expensive part: the lung blocks nobody asked for are cached too, once.
     requested = {block.name for block in blocks}
     extra = [] if cache.root is None else [block for name in LUNG_BLOCKS if name not in requested
                                             for block in feature_blocks(name)]
+    per_image = [block for block in blocks if block.name != "embedding"]
+    lung_indices = {i for name in LUNG_BLOCKS for i in pending.get(name, ())}
+
+    def one_image(index: int) -> tuple[XRayImage | None, dict[str, np.ndarray], str | None]:
+        """Read one file and compute its per-image blocks (one thread per image; see core.features.threads)."""
+        try:
+            image = read_image(paths[index])
+        except ImageReadError as exc:
+            return None, {}, str(exc)
+        rows = {}
+        if index in lung_indices:
+            fields = find_lung_fields(image.pixels)
+            for block in extra:
+                if cache.get(block, shas[index]) is None:
+                    cache.put(block, shas[index], block.compute([image], [fields])[0])
+        else:
+            fields = None
+        for block in per_image:
+            if index in pending[block.name]:
+                rows[block.name] = block.compute([image], [fields])[0]
+        return image, rows, None
+
+    images = {}
+    for index, (image, rows, error) in zip(needed, map_threaded(one_image, needed)):
+        if error is not None:
+            errors[paths[index]] = error
+            continue
+        images[index] = image
+        for name, row in rows.items():
+            vectors[(index, name)] = row
     for block in blocks:
         todo = [i for i in pending[block.name] if i in images]
-        if not todo:
-            continue
-        matrix = block.compute([images[i] for i in todo], [fields.get(i) for i in todo])
-        for i, row in zip(todo, matrix):
-            cache.put(block, shas[i], row)
-            vectors[(i, block.name)] = row
-    for block in extra:
-        todo = [i for i in fields if cache.get(block, shas[i]) is None]
-        for i, row in zip(todo, block.compute([images[i] for i in todo], [fields[i] for i in todo])):
-            cache.put(block, shas[i], row)
+        if block.name == "embedding" and todo:   # batched: the network runs on several images at once
+            for i, row in zip(todo, block.compute([images[i] for i in todo], [None] * len(todo))):
+                vectors[(i, block.name)] = row
+        for i in todo:
+            cache.put(block, shas[i], vectors[(i, block.name)])
     rows = []
     for index, path in enumerate(paths):
         if path in errors:

@@ -30,6 +30,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from PIL import Image
 
+from core.features.threads import available_threads, map_threaded
+
 EMBEDDING_DIM = 1000
 EMBEDDING_COLUMNS: list[str] = [f"sqz_{i:03d}" for i in range(EMBEDDING_DIM)]
 INPUT_SIZE = (227, 227)
@@ -252,7 +254,9 @@ class SqueezeNetEmbedder:
     Parameters
     ----------
     batch_size : int, default=16
-        Images preprocessed and pushed through the network together.
+        Images preprocessed and pushed through the network together. When this process may use several cores
+        (:func:`core.features.threads.available_threads`), the images of a batch go through the network one per
+        thread instead.
     """
 
     def __init__(self, batch_size: int = 16):
@@ -276,6 +280,11 @@ class SqueezeNetEmbedder:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         weights = _weights()
+        if available_threads() > 1 and len(inputs) > 1:
+            # One image per task on every core: faster than one batch on BLAS's threads, whose matmuls here are
+            # too small to keep two cores busy and whose pooling / ReLU passes run on one.
+            rows = map_threaded(lambda i: _forward(inputs[i : i + 1], weights)[0], range(len(inputs)))
+            return np.asarray(rows, dtype=np.float32).reshape(len(inputs), EMBEDDING_DIM)
         out = np.empty((len(inputs), EMBEDDING_DIM), np.float32)
         for start in range(0, len(inputs), self.batch_size):
             out[start : start + self.batch_size] = _forward(inputs[start : start + self.batch_size], weights)

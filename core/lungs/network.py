@@ -59,8 +59,11 @@ def _relu(x: np.ndarray) -> np.ndarray:
 
 
 def _max_pool2(x: np.ndarray) -> np.ndarray:
-    channels, height, width = x.shape
-    return x.reshape(channels, height // 2, 2, width // 2, 2).max(axis=(2, 4))
+    """2×2 / stride-2 max-pool of (C, H, W), H and W even: three element-wise maxima (a reduction over the
+    reshaped 2×2 blocks is several times slower)."""
+    out = np.maximum(x[:, 0::2, 0::2], x[:, 0::2, 1::2])
+    np.maximum(out, x[:, 1::2, 0::2], out=out)
+    return np.maximum(out, x[:, 1::2, 1::2], out=out)
 
 
 def _upsample_nearest2(x: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from scipy import ndimage as ndi
 
+from core.features.threads import map_threaded
 from core.io.images import read_image
 from core.lungs.fields import find_lung_fields
 
@@ -48,7 +49,7 @@ def _scores_under_perturbation(model, path: str, n_perturbations: int, seed: int
     pixels = read_image(path).pixels
     rng = np.random.default_rng(seed)
     images = [pixels] + [perturb(pixels, rng) for _ in range(n_perturbations)]
-    results = [model.assess(image, find_lung_fields(image)) for image in images]
+    results = map_threaded(lambda image: model.assess(image, find_lung_fields(image)), images)
     return [(result.corona_score, float(sum(result.zone_grades.values()))) for result in results]
 
 

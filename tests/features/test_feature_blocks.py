@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from core.features.blocks import extract_features, feature_blocks, feature_names, zone_feature_table
@@ -91,3 +92,19 @@ def test_parallel_and_dask_equal_local(tmp_path, some_images):
         assert list(other.table["file"]) == list(local.table["file"])
         np.testing.assert_allclose(other.table.iloc[:, 2:].to_numpy(), local.table.iloc[:, 2:].to_numpy(),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_threads_give_the_features_of_one_thread(some_images):
+    """Images processed two at a time in one process (core.features.threads) get the same features."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        one_thread = extract_features(some_images, "both", n_jobs=1, cache_dir=None)
+    with threadpool_limits(limits=2, user_api="blas"):  # two threads even on a one-core machine
+        threaded = extract_features(some_images, "both", n_jobs=1, cache_dir=None)
+    assert list(threaded.table["file"]) == list(one_thread.table["file"])
+    radiomic = feature_names("radiomic")
+    pd.testing.assert_frame_equal(threaded.table[radiomic], one_thread.table[radiomic])  # bit for bit
+    embedding = feature_names("embedding")
+    np.testing.assert_allclose(threaded.table[embedding].to_numpy(), one_thread.table[embedding].to_numpy(),
+                               rtol=0, atol=1e-5 * np.ptp(one_thread.table[embedding].to_numpy()))

@@ -14,7 +14,7 @@ from core.cli import main
 from core.io.images import read_image
 from core.lungs import fields as fields_module
 from core.lungs.fields import find_lung_fields, mask_at_size, network_lung_mask
-from core.lungs.network import DEFAULT_WEIGHTS, LungNetwork, LungNetworkError, _upsample_bilinear2
+from core.lungs.network import DEFAULT_WEIGHTS, LungNetwork, LungNetworkError, _max_pool2, _upsample_bilinear2
 from core.lungs.quality import doubtful_measures, mask_measures
 from core.lungs.zones import ZONE_NAMES
 from core.severity.brixia import BRIXIA_LETTERS
@@ -137,3 +137,22 @@ def test_zone_order_is_brixia_a_to_f(masked_films):
     assert all(centre[k][1] < fields.midline < centre[k + 3][1] for k in (1, 2, 3))  # A-C image left
     for upper, middle, lower in ((1, 2, 3), (4, 5, 6)):
         assert centre[upper][0] < centre[middle][0] < centre[lower][0]
+
+
+def test_max_pool_takes_the_largest_of_each_two_by_two_block():
+    x = np.random.default_rng(0).normal(size=(3, 8, 6)).astype(np.float32)
+    expected = x.reshape(3, 4, 2, 3, 2).max(axis=(2, 4))
+    np.testing.assert_array_equal(_max_pool2(x), expected)
+
+
+def test_thorax_region_is_the_convex_hull_of_the_lungs(masked_films):
+    """The hull is computed inside the lungs' bounding box only: the same pixels as skimage's on the whole image."""
+    from skimage.morphology import convex_hull_image
+
+    masks = [find_lung_fields(pixels).mask for _, pixels, _ in masked_films]
+    rng = np.random.default_rng(1)
+    blobs = [rng.random((64, 80)) > 0.97 for _ in range(5)]  # scattered pixels: a hull with many vertices
+    edge = np.zeros((40, 50), dtype=bool)
+    edge[0, 3], edge[39, 49], edge[20, 0] = True, True, True  # touching the image border
+    for mask in [*masks, *blobs, edge]:
+        np.testing.assert_array_equal(fields_module._thorax_region(mask), convex_hull_image(mask))

@@ -1,0 +1,54 @@
+"""Per-image work spread over the cores this process may use, with threads.
+
+Finding the lungs, the texture features and the SqueezeNet forward pass spend most of their time in numpy, SciPy and
+scikit-image code that releases the GIL, so two images processed in two threads take about 0.6× the time of one
+after the other (measured: radiomic features incl. lung fields 81 → 54 ms per image on 2 cores). The number of
+threads is the number of BLAS threads this process may use: all cores in a plain process, one in a joblib worker
+that was given one core (joblib limits BLAS there), so processes and threads never oversubscribe the machine.
+Inside the threads BLAS runs single-threaded, and a threaded map called from inside one runs serially.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from threadpoolctl import threadpool_info, threadpool_limits
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def available_threads() -> int:
+    """Threads this process may use for per-image work: the BLAS thread limit in force (at least 1)."""
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    return max(min(counts, default=1), 1)
+
+
+def map_threaded(function: Callable[[Item], Result], items: Iterable[Item],
+                 n_threads: int | None = None) -> list[Result]:
+    """``[function(item) for item in items]``, computed on up to ``n_threads`` threads.
+
+    Parameters
+    ----------
+    function : callable
+        Must be safe to run in several threads at once (no shared mutable state).
+    items : iterable
+    n_threads : int, optional
+        Default :func:`available_threads`. With 1 thread, or a single item, runs in the calling thread.
+
+    Returns
+    -------
+    list
+        Results in the order of ``items``. The first exception raised by ``function`` propagates.
+    """
+    items = list(items)
+    n_threads = available_threads() if n_threads is None else int(n_threads)
+    n_threads = min(n_threads, len(items))
+    if n_threads <= 1:
+        return [function(item) for item in items]
+    # One BLAS thread per worker thread: the parallelism is over images; the limit also makes a threaded map
+    # called from inside a worker run serially.
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
+        return list(pool.map(function, items))

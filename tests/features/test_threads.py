@@ -1,0 +1,56 @@
+"""Per-image work on threads: same results, same order, no nested pools."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from core.features.threads import available_threads, map_threaded
+
+
+def test_results_keep_the_order_of_the_items_and_equal_a_loop():
+    items = list(range(20))
+    assert map_threaded(lambda i: i * i, items, n_threads=2) == [i * i for i in items]
+    assert map_threaded(lambda i: i, [], n_threads=2) == []
+
+
+def test_two_threads_are_used_when_asked_and_one_when_blas_has_one():
+    def thread_of(_):
+        time.sleep(0.02)  # long enough that one thread cannot take every item
+        return threading.get_ident()
+
+    assert len(set(map_threaded(thread_of, range(8), n_threads=2))) == 2
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert available_threads() == 1
+        assert set(map_threaded(thread_of, range(3))) == {threading.get_ident()}
+
+
+def test_inside_a_thread_blas_has_one_thread_so_nested_maps_run_serially():
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert available_threads() == 2
+        inner = map_threaded(lambda _: available_threads(), range(4))
+        assert inner == [1, 1, 1, 1]
+        assert available_threads() == 2  # restored afterwards
+
+
+def test_an_exception_in_one_item_reaches_the_caller():
+    def fail_on_three(i):
+        if i == 3:
+            raise ValueError("item 3 is bad")
+        return i
+
+    with pytest.raises(ValueError, match="item 3 is bad"):
+        map_threaded(fail_on_three, range(6), n_threads=2)
+
+
+def test_numpy_work_gives_identical_values_on_threads():
+    rng = np.random.default_rng(0)
+    matrices = [rng.normal(size=(64, 64)).astype(np.float32) for _ in range(6)]
+    serial = [m @ m.T for m in matrices]
+    threaded = map_threaded(lambda m: m @ m.T, matrices, n_threads=2)
+    for a, b in zip(serial, threaded):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
