@@ -106,6 +106,21 @@ def compute_image_features(image: XRayImage, feature_set: str,
     return values
 
 
+def _image_blocks(path: str, sha: str, cache: FeatureCache, blocks: Sequence[FeatureBlock],
+                  extra: Sequence[FeatureBlock], needs_lungs: bool) -> tuple[XRayImage, dict[str, np.ndarray]]:
+    """Read one file and compute its per-image ``blocks`` (runs on one of the chunk's threads).
+
+    The lung fields are found once when ``needs_lungs``; the ``extra`` lung blocks nobody asked for go straight to
+    the cache. Raises ImageReadError for a file that cannot be read.
+    """
+    image = read_image(path)
+    fields = find_lung_fields(image.pixels) if needs_lungs else None
+    for block in extra:
+        if cache.get(block, sha) is None:
+            cache.put(block, sha, block.compute([image], [fields])[0])
+    return image, {block.name: block.compute([image], [fields])[0] for block in blocks}
+
+
 def _extract_chunk(paths: Sequence[str], blocks: Sequence[FeatureBlock], cache_root: str | None):
     """Worker: hash each file, take cached vectors, compute the rest; returns rows and errors."""
     cache = FeatureCache(cache_root)
@@ -132,22 +147,12 @@ def _extract_chunk(paths: Sequence[str], blocks: Sequence[FeatureBlock], cache_r
     lung_indices = {i for name in LUNG_BLOCKS for i in pending.get(name, ())}
 
     def one_image(index: int) -> tuple[XRayImage | None, dict[str, np.ndarray], str | None]:
-        """Read one file and compute its per-image blocks (one thread per image; see core.features.threads)."""
         try:
-            image = read_image(paths[index])
+            image, rows = _image_blocks(paths[index], shas[index], cache,
+                                        [block for block in per_image if index in pending[block.name]],
+                                        extra if index in lung_indices else [], index in lung_indices)
         except ImageReadError as exc:
             return None, {}, str(exc)
-        rows = {}
-        if index in lung_indices:
-            fields = find_lung_fields(image.pixels)
-            for block in extra:
-                if cache.get(block, shas[index]) is None:
-                    cache.put(block, shas[index], block.compute([image], [fields])[0])
-        else:
-            fields = None
-        for block in per_image:
-            if index in pending[block.name]:
-                rows[block.name] = block.compute([image], [fields])[0]
         return image, rows, None
 
     images = {}
