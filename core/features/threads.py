@@ -5,7 +5,7 @@ scikit-image code that releases the GIL, so two images processed in two threads 
 after the other (measured: radiomic features incl. lung fields 81 → 54 ms per image on 2 cores). The number of
 threads is the number of BLAS threads this process may use: all cores in a plain process, one in a joblib worker
 that was given one core (joblib limits BLAS there), so processes and threads never oversubscribe the machine.
-Inside the threads BLAS runs single-threaded, and a threaded map called from inside one runs serially.
+Inside the threads BLAS and OpenMP run single-threaded, and a threaded map called from inside one runs serially.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def map_threaded(function: Callable[[Item], Result], items: Iterable[Item],
     n_threads = min(n_threads, len(items))
     if n_threads <= 1:
         return [function(item) for item in items]
-    # One BLAS thread per worker thread: the parallelism is over images; the limit also makes a threaded map
-    # called from inside a worker run serially.
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
+    # One BLAS (and OpenMP) thread per worker thread: the parallelism is over images; the limit also makes a threaded
+    # map called from inside a worker run serially. Limiting every library, not only BLAS, means a worker that sets
+    # its own limits (``threadpool_limits(1)``) records and restores 1, never the process's own settings mid-map.
+    with threadpool_limits(limits=1), ThreadPoolExecutor(n_threads) as pool:
         return list(pool.map(function, items))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from core.features.acquisition import acquisition_signature
 from core.features.blocks import compute_image_features
+from core.features.threads import available_threads, map_threaded
 from core.io.images import ImageReadError, XRayImage, read_image
 from core.io.pixels import describe_error
 from core.labels import LABEL_COVID, LABEL_NORMAL, TRIAGE_CLASSES, reading_in_words
@@ -257,20 +258,32 @@ class TriageModel:
             return Prediction(file=exc.source or display, error=str(exc))
         return self.predict_image(image)
 
-    def predict_many(self, sources: Sequence[Source], names: Sequence[str] | None = None,
-                     progress: Progress | None = None) -> list[Prediction]:
-        """One Prediction per source, in order: a file that cannot be read or scored gets its error, and the
-        others of the batch are still answered."""
-        results = []
-        for index, source in enumerate(sources):
+    def predict_groups(self, sources: Sequence[Source],
+                       names: Sequence[str] | None = None) -> Iterator[list[Prediction]]:
+        """Predictions in order, in groups of as many films as this process has threads, each group scored on
+        threads (:mod:`core.features.threads`). A film that cannot be read or scored gets its error; the others
+        are still answered."""
+        def predict_one(index: int) -> Prediction:
             name = names[index] if names else None
             try:
-                results.append(self.predict(source, name))
+                return self.predict(sources[index], name)
             except Exception as exc:  # an unforeseen failure on one file must not cost the batch its answers
+                source = sources[index]
                 display = name or (Path(source).name if isinstance(source, (str, os.PathLike)) else "upload")
-                results.append(Prediction(file=display, error=f"{display}: could not be scored ({describe_error(exc)})"))
+                return Prediction(file=display, error=f"{display}: could not be scored ({describe_error(exc)})")
+
+        size = available_threads()
+        for start in range(0, len(sources), size):
+            yield map_threaded(predict_one, range(start, min(start + size, len(sources))), n_threads=size)
+
+    def predict_many(self, sources: Sequence[Source], names: Sequence[str] | None = None,
+                     progress: Progress | None = None) -> list[Prediction]:
+        """One Prediction per source, in order (see :meth:`predict_groups`), then the batch's site-shift check."""
+        results: list[Prediction] = []
+        for group in self.predict_groups(sources, names):
+            results.extend(group)
             if progress is not None:
-                progress((index + 1) / len(sources), f"scored {index + 1}/{len(sources)}")
+                progress(len(results) / len(sources), f"scored {len(results)}/{len(sources)}")
         self.mark_batch_shift(results)
         return results
 

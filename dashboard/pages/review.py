@@ -49,14 +49,18 @@ def problem_message(prediction: Prediction) -> str:
 
 
 def score_uploads(model: TriageModel, files: list, table_slot) -> list[str]:
-    """Score the uploads not scored before in this session, one by one, redrawing the batch table after each film
-    (the first result shows while the rest are scored); returns the cache keys in upload order."""
+    """Score the uploads not scored before in this session, as many at a time as the server has threads, redrawing
+    the batch table after each group (the first results show while the rest are scored); returns the cache keys in
+    upload order."""
     cache = prediction_cache()
     version = model_version(model)
     keys = [f"{version}:{hashlib.sha256(f.getvalue()).hexdigest()}" for f in files]
     todo = [(key, f) for key, f in zip(keys, files) if key not in cache]
-    for done, (key, upload) in enumerate(todo, start=1):
-        cache[key] = model.predict(upload.getvalue(), upload.name)
+    done = 0
+    for group in model.predict_groups([f.getvalue() for _, f in todo], [f.name for _, f in todo]):
+        for (key, _), prediction in zip(todo[done:done + len(group)], group):
+            cache[key] = prediction
+        done += len(group)
         if len(files) > 1:
             scored = {k: cache[k] for k in dict.fromkeys(keys) if k in cache}
             with table_slot.container():

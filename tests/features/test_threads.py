@@ -54,3 +54,20 @@ def test_numpy_work_gives_identical_values_on_threads():
     threaded = map_threaded(lambda m: m @ m.T, matrices, n_threads=2)
     for a, b in zip(serial, threaded):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_workers_that_set_their_own_limits_leave_the_process_limits_as_they_were():
+    import sklearn.ensemble  # noqa: F401  (loads scikit-learn's OpenMP runtime, so it is among the limits)
+    from threadpoolctl import threadpool_info
+
+    def limits() -> dict:
+        return {(pool["user_api"], pool["filepath"]): pool["num_threads"] for pool in threadpool_info()}
+
+    before = limits()
+
+    def work(_):
+        with threadpool_limits(limits=1):  # as TriageModel.predict_image does
+            time.sleep(0.005)
+
+    map_threaded(work, range(10), n_threads=2)
+    assert limits() == before
