@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import sklearn
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 
 from core.evaluation.metrics import summarise_repeats
 from core.evaluation.report import (
@@ -35,6 +34,7 @@ from core.evaluation.report import (
     count_selections,
 )
 from core.evaluation.splits import SplitPlan, make_splits
+from core.features.threads import single_threaded
 from core.learn.models import (
     MODEL_NAMES,
     PRESETS,
@@ -89,7 +89,7 @@ def _fit_predict(values: np.ndarray, target: np.ndarray, train: np.ndarray, test
     started = time.perf_counter()
     # One BLAS thread per task: parallelism is over tasks (n_jobs), and multi-threaded BLAS on these
     # small matrices mostly spins, badly so when the other core is busy.
-    with threadpool_limits(limits=1), warnings.catch_warnings(record=True) as caught:
+    with single_threaded(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # The Orange preset keeps libsvm's probability=True on purpose (see core.learn.models).
         warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated",

@@ -280,7 +280,7 @@ class SqueezeNetEmbedder:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         weights = _weights()
-        if available_threads() > 1 and len(inputs) > 1:
+        if len(inputs) > 1 and available_threads() > 1:
             # One image per task on every core: faster than one batch on BLAS's threads, whose matmuls here are
             # too small to keep two cores busy and whose pooling / ReLU passes run on one.
             rows = map_threaded(lambda i: _forward(inputs[i : i + 1], weights)[0], range(len(inputs)))

@@ -19,9 +19,9 @@ from joblib import Parallel, delayed
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
-from threadpoolctl import threadpool_limits
 
 from core.features.cache import pairs_sha256
+from core.features.threads import single_threaded
 from core.labels import LABEL_COVID, LABEL_NORMAL, TRIAGE_CLASSES
 from core.learn.artifacts import CONSENSUS_FILE, model_file_name
 from core.learn.consensus import ConsensusCalibrator, OutOfDistributionDetector
@@ -46,7 +46,7 @@ def fit_pipeline(name: str, recipe: Recipe, X: pd.DataFrame | np.ndarray, y: np.
 
     Classes absent from the training rows get probability 0 (a joblib task).
     """
-    with warnings.catch_warnings(), threadpool_limits(limits=1):
+    with warnings.catch_warnings(), single_threaded():
         # The tuned MLP stops at its iteration cap with a flat loss (see core.learn.models); the evaluation counts these.
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = make_pipeline(name, preset=recipe.preset, select_k=recipe.select_k,

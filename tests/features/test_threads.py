@@ -71,3 +71,12 @@ def test_workers_that_set_their_own_limits_leave_the_process_limits_as_they_were
 
     map_threaded(work, range(10), n_threads=2)
     assert limits() == before
+
+
+def test_single_threaded_limits_blas_and_restores_it():
+    from core.features.threads import single_threaded
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        with single_threaded():
+            assert available_threads() == 1
+        assert available_threads() == 2

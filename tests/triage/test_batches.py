@@ -57,3 +57,26 @@ def test_an_unforeseen_failure_on_one_film_costs_the_batch_nothing(model, films,
     assert [r.error is None for r in results] == [True, False, True]
     assert "could not be scored" in results[1].error and "no memory left" in results[1].error
     assert np.isclose(progress[-1], 1.0) and progress == sorted(progress)
+
+
+def test_each_top_feature_effect_is_the_risk_change_with_that_feature_at_its_training_median(model, films):
+    """The effects come from one batch of probes; recompute five of them one probe at a time."""
+    import pandas as pd
+
+    from core.features.blocks import compute_image_features
+    from core.io.images import read_image
+    from core.lungs.fields import find_lung_fields
+
+    prediction = model.predict(films[0])
+    image = read_image(films[0])
+    values = compute_image_features(image, model.feature_set, find_lung_fields(image.pixels))
+    X = pd.DataFrame([values], columns=model.feature_names)
+    assert len(prediction.top_features) == 5
+    for entry in prediction.top_features:
+        probe = X.copy()
+        probe.loc[0, entry["feature"]] = model.feature_medians[entry["feature"]]
+        changed = float(model._probabilities(probe)[2][0])
+        assert entry["value"] == pytest.approx(float(X.at[0, entry["feature"]]))
+        assert entry["effect"] == pytest.approx(prediction.risk - changed, abs=1e-4)
+    assert [abs(e["effect"]) for e in prediction.top_features] == sorted(
+        (abs(e["effect"]) for e in prediction.top_features), reverse=True)
