@@ -10,10 +10,11 @@ Inside the threads BLAS and OpenMP run single-threaded, and a threaded map calle
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from threadpoolctl import ThreadpoolController
@@ -36,10 +37,35 @@ def available_threads() -> int:
     return max(min(counts, default=1), 1)
 
 
-def single_threaded() -> AbstractContextManager:
-    """Context in which BLAS and OpenMP run on one thread (restored on exit), for work too small to share or already
-    spread over processes or threads."""
-    return _controller().limit(limits=1)
+_limit_lock = threading.Lock()
+_limit_depth = 0
+_limiter = None
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Context in which BLAS and OpenMP run on one thread, for work too small to share or already spread over
+    processes or threads.
+
+    Process-wide and counted: the first context to open (in any thread) records the limits and sets one thread, the
+    last to close restores what the first recorded. Plain ``threadpool_limits`` contexts that overlap in two threads
+    (two Streamlit sessions predicting at once) restore in the wrong order and can leave the process on one thread.
+    Limits only change speed, never values; note that the bundled OpenBLAS (0.3.31) ignores a limit set from a
+    thread other than the main one after the main thread has set and restored one.
+    """
+    global _limit_depth, _limiter
+    with _limit_lock:
+        if _limit_depth == 0:
+            _limiter = _controller().limit(limits=1)
+        _limit_depth += 1
+    try:
+        yield
+    finally:
+        with _limit_lock:
+            _limit_depth -= 1
+            if _limit_depth == 0:
+                _limiter.restore_original_limits()
+                _limiter = None
 
 
 def map_threaded(function: Callable[[Item], Result], items: Iterable[Item],
@@ -66,7 +92,6 @@ def map_threaded(function: Callable[[Item], Result], items: Iterable[Item],
     if n_threads <= 1:
         return [function(item) for item in items]
     # One BLAS (and OpenMP) thread per worker thread: the parallelism is over images; the limit also makes a threaded
-    # map called from inside a worker run serially. Limiting every library, not only BLAS, means a worker that sets
-    # its own limits (``single_threaded()``) records and restores 1, never the process's own settings mid-map.
+    # map called from inside a worker run serially.
     with single_threaded(), ThreadPoolExecutor(n_threads) as pool:
         return list(pool.map(function, items))

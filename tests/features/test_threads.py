@@ -80,3 +80,48 @@ def test_single_threaded_limits_blas_and_restores_it():
         with single_threaded():
             assert available_threads() == 1
         assert available_threads() == 2
+
+
+_OVERLAP_SCRIPT = """
+import threading
+import numpy, sklearn.ensemble  # BLAS and OpenMP loaded, as in the app
+from core.features.threads import available_threads, single_threaded
+
+before = available_threads()
+other_open, main_open, other_closed = threading.Event(), threading.Event(), threading.Event()
+
+def other():
+    with single_threaded():
+        other_open.set()
+        main_open.wait(5)
+    other_closed.set()
+
+thread = threading.Thread(target=other)
+thread.start()
+other_open.wait(5)
+with single_threaded():
+    main_open.set()
+    other_closed.wait(5)
+    during = available_threads()
+thread.join(10)
+print(before, during, available_threads())
+"""
+
+
+def test_overlapping_single_threaded_contexts_in_two_threads_restore_the_limits_of_before():
+    """A thread opens, the main thread opens, the thread closes, the main thread closes (two sessions predicting at
+    once): the main thread stays limited after the other closes, and the process ends as it began. Run in a fresh
+    process: once the main thread has set and restored a limit (as the other tests here do), this OpenBLAS ignores
+    limits set from other threads."""
+    import subprocess
+    import sys
+
+    from core.paths import REPO_ROOT
+
+    result = subprocess.run([sys.executable, "-c", _OVERLAP_SCRIPT], capture_output=True, text=True, cwd=REPO_ROOT,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    before, during, after = map(int, result.stdout.split())
+    if before < 2:
+        pytest.skip("one BLAS thread on this machine: nothing to limit")
+    assert (during, after) == (1, before)
