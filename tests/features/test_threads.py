@@ -113,13 +113,16 @@ def test_overlapping_single_threaded_contexts_in_two_threads_restore_the_limits_
     once): the main thread stays limited after the other closes, and the process ends as it began. Run in a fresh
     process: once the main thread has set and restored a limit (as the other tests here do), this OpenBLAS ignores
     limits set from other threads."""
+    import os
     import subprocess
     import sys
 
     from core.paths import REPO_ROOT
 
+    # Without the thread-count variables other tests' libraries may have set in this process (loky, Dask do).
+    env = {name: value for name, value in os.environ.items() if not name.endswith("_NUM_THREADS")}
     result = subprocess.run([sys.executable, "-c", _OVERLAP_SCRIPT], capture_output=True, text=True, cwd=REPO_ROOT,
-                            timeout=60)
+                            timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     before, during, after = map(int, result.stdout.split())
     if before < 2:
