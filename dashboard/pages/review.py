@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 
 import pandas as pd
 import streamlit as st
@@ -48,6 +49,19 @@ def problem_message(prediction: Prediction) -> str:
     return error if error.startswith(prediction.file) else f"{prediction.file}: {error}"
 
 
+class UploadContents(Sequence):
+    """The bytes of each upload, copied out only when its film is scored (not the whole batch at once)."""
+
+    def __init__(self, files: list):
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> bytes:
+        return self.files[index].getvalue()
+
+
 def score_uploads(model: TriageModel, files: list, table_slot) -> list[str]:
     """Score the uploads not scored before in this session, as many at a time as the server has threads, redrawing
     the batch table after each group (the first results show while the rest are scored); returns the cache keys in
@@ -57,7 +71,7 @@ def score_uploads(model: TriageModel, files: list, table_slot) -> list[str]:
     keys = [f"{version}:{hashlib.sha256(f.getvalue()).hexdigest()}" for f in files]
     todo = [(key, f) for key, f in zip(keys, files) if key not in cache]
     done = 0
-    for group in model.predict_groups([f.getvalue() for _, f in todo], [f.name for _, f in todo]):
+    for group in model.predict_groups(UploadContents([f for _, f in todo]), [f.name for _, f in todo]):
         for (key, _), prediction in zip(todo[done:done + len(group)], group):
             cache[key] = prediction
         done += len(group)
